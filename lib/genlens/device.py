@@ -1,0 +1,91 @@
+"""Device choice, seeding and timing: the only place that decides where tensors live."""
+from __future__ import annotations
+
+import platform
+import random
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+import numpy as np
+import torch
+
+_DEVICE_NAMES = ("auto", "cpu", "cuda", "mps")
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """Return the device named by `name`; "auto" picks cuda, then mps, then cpu.
+
+    A named device that is not available raises ValueError with a one-line message.
+    """
+    if not isinstance(name, str) or (name.split(":")[0] not in _DEVICE_NAMES):
+        raise ValueError(f"device must be one of {', '.join(_DEVICE_NAMES)} (or cuda:N), got {name!r}")
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available on this machine")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device 'mps' requested but MPS is not available on this machine")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed python, numpy and torch; return a CPU generator seeded with `seed` for explicit use."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def describe(device: torch.device | str) -> str:
+    """A human-readable name for `device`, e.g. 'NVIDIA H100 80GB HBM3' or 'cpu (2 threads, x86_64)'."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return f"mps ({platform.machine()})"
+    return f"cpu ({torch.get_num_threads()} threads, {platform.machine()})"
+
+
+def synchronize(device: torch.device | str) -> None:
+    """Wait for queued kernels on `device` (no-op on CPU)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+@contextmanager
+def timer(device: torch.device | str = "cpu") -> Iterator[dict[str, float]]:
+    """Time a block in wall-clock seconds, synchronizing `device` before and after.
+
+    >>> with timer() as t:
+    ...     _ = sum(range(10))
+    >>> t["s"] >= 0
+    True
+    """
+    out: dict[str, float] = {}
+    synchronize(device)
+    start = time.perf_counter()
+    try:
+        yield out
+    finally:
+        synchronize(device)
+        out["s"] = time.perf_counter() - start
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MB (Linux/macOS), 0.0 where unknown."""
+    try:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / (1024 * 1024) if platform.system() == "Darwin" else peak / 1024
+    except Exception:  # pragma: no cover - Windows
+        return 0.0
+

@@ -1,0 +1,61 @@
+"""Implicit regularization of SGD on linear least squares (Zhang et al. 2017, Section 5).
+
+For min_w ||X w - Y||^2 with more features than points, SGD started at w = 0 only ever adds
+multiples of data rows to w, so it stays in the row space of X and, if it interpolates, it lands
+on the minimum-norm interpolating solution X^+ Y: the one the pseudo-inverse gives.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def random_fourier_features(x: torch.Tensor, num_features: int, bandwidth: float,
+                            generator: torch.Generator) -> torch.Tensor:
+    """phi(x) = sqrt(2/D) cos(x W + c), W ~ N(0, 1/bandwidth^2), c ~ U[0, 2pi): x (N, ...) -> (N, D).
+
+    phi(x).phi(x') approximates the Gaussian kernel exp(-|x - x'|^2 / (2 bandwidth^2)) (Rahimi &
+    Recht 2007), the kernel of the paper's Section 5; the features are drawn once from `generator`.
+    """
+    X = x.reshape(len(x), -1)
+    W = (torch.randn(X.shape[1], num_features, generator=generator) / bandwidth).to(X)
+    c = (torch.rand(num_features, generator=generator) * 2 * math.pi).to(X)
+    return (2.0 / num_features) ** 0.5 * torch.cos(X @ W + c)
+
+
+def min_norm_solution(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """The minimum-norm least-squares solution X^+ Y, in float64. X: (N, D), Y: (N, K) -> (D, K)."""
+    return torch.linalg.pinv(X.double()) @ Y.double()
+
+
+def sgd_least_squares(X: torch.Tensor, Y: torch.Tensor, *, epochs: int, batch_size: int, lr: float,
+                      generator: torch.Generator) -> tuple[torch.Tensor, list[float]]:
+    """Minibatch SGD on 0.5 * mean ||X w - Y||^2 from w = 0; returns (w (D, K), train MSE per epoch).
+
+    X: (N, D), Y: (N, K). `lr` is the step per minibatch on the mean loss; choose it below
+    2 / lambda_max(X^T X / N) (see `max_step`).
+    """
+    N, D = X.shape
+    w = torch.zeros(D, Y.shape[1], dtype=X.dtype, device=X.device)
+    losses = []
+    for _ in range(epochs):
+        order = torch.randperm(N, generator=generator).to(X.device)
+        for i in range(0, N, batch_size):
+            idx = order[i : i + batch_size]
+            residual = X[idx] @ w - Y[idx]  # (B, K)
+            w -= lr * X[idx].T @ residual / len(idx)
+        losses.append(((X @ w - Y) ** 2).sum(1).mean().item())
+    return w, losses
+
+
+def max_step(X: torch.Tensor) -> float:
+    """lambda_max(X^T X / N): SGD on the mean squared loss is stable for lr < 2 / this."""
+    return torch.linalg.matrix_norm(X.double(), ord=2).item() ** 2 / len(X)
+
+
+def row_space_residual(X: torch.Tensor, w: torch.Tensor) -> float:
+    """||w - P w|| / ||w||, P the projector on the row space of X (N, D): 0 when w = X^T alpha."""
+    Q, _ = torch.linalg.qr(X.double().T)  # (D, N) orthonormal basis of the row space
+    wd = w.double()
+    return ((wd - Q @ (Q.T @ wd)).norm() / wd.norm().clamp_min(1e-300)).item()

@@ -1,0 +1,365 @@
+"""Small image classifiers used throughout genlens.
+
+Every model maps an ``(N, C, H, W)`` float batch (values roughly in ``[0, 1]``) to
+``(N, num_classes)`` logits. Input normalisation is *not* baked in; wrap a model with
+:func:`with_normalization` when an attack or probe must work in raw ``[0, 1]`` pixel space.
+
+The Zhang et al. (ICLR 2017, appendix A) networks reproduce the parameter counts of their
+Table 1 exactly: ``SmallInception`` 1,649,402, ``SmallAlexNet`` 1,387,786,
+``MLP(hidden=(512,)*3, in_channels=3)`` 1,735,178 and ``MLP(hidden=(512,), in_channels=3)`` 1,209,866.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Callable, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = [
+    "Normalize", "with_normalization", "MLP", "SmallCNN", "BasicBlock", "CifarResNet",
+    "resnet20", "resnet56", "resnet110", "ResNet18", "SmallVGG", "SmallInception",
+    "SmallAlexNet", "MODELS", "build", "count_parameters",
+]
+
+
+# ----------------------------------------------------------------------------- utilities
+
+class Normalize(nn.Module):
+    """Per-channel ``(x - mean) / std`` on an ``(N, C, H, W)`` batch; mean/std are buffers."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def with_normalization(model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> nn.Sequential:
+    """Return ``Sequential(Normalize(mean, std), model)`` so the result eats ``[0, 1]`` pixels."""
+    return nn.Sequential(Normalize(mean, std), model)
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of scalar parameters (buffers such as BN running stats are not counted)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+# ----------------------------------------------------------------------------- MLP / CNN
+
+class MLP(nn.Module):
+    """Fully connected ReLU net on flattened ``(N, C, H, W)`` (or ``(N, in_features)``) input."""
+
+    def __init__(self, in_features: int | None = None, hidden: Sequence[int] = (512,),
+                 num_classes: int = 10, *, in_channels: int = 1, image_size: int = 28,
+                 dropout: float = 0.0, batchnorm: bool = False):
+        super().__init__()
+        d = in_features if in_features is not None else in_channels * image_size * image_size
+        layers: list[nn.Module] = [nn.Flatten()]
+        for h in hidden:
+            layers += [nn.Linear(d, h)] + ([nn.BatchNorm1d(h)] if batchnorm else []) + [nn.ReLU(inplace=True)]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            d = h
+        layers.append(nn.Linear(d, num_classes))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def _conv_bn_relu(cin: int, cout: int, batchnorm: bool) -> list[nn.Module]:
+    bn = [nn.BatchNorm2d(cout)] if batchnorm else []
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=not batchnorm), *bn, nn.ReLU(inplace=True)]
+
+
+class SmallCNN(nn.Module):
+    """Three 3x3 conv layers (w, 2w, 4w channels), two max-pools, global average pool, linear.
+
+    Input ``(N, in_channels, H, W)``; any ``H, W >= 4`` works (``image_size`` is informational).
+    """
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, *, width: int = 32,
+                 batchnorm: bool = True, dropout: float = 0.0, image_size: int = 28):
+        super().__init__()
+        w = width
+        self.image_size = image_size
+        self.features = nn.Sequential(
+            *_conv_bn_relu(in_channels, w, batchnorm), nn.MaxPool2d(2),
+            *_conv_bn_relu(w, 2 * w, batchnorm), nn.MaxPool2d(2),
+            *_conv_bn_relu(2 * w, 4 * w, batchnorm),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.fc = nn.Linear(4 * w, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(self.features(x)))
+
+
+# ----------------------------------------------------------------------------- ResNets
+
+class BasicBlock(nn.Module):
+    """Two 3x3 conv-BN layers; ``relu(F(x) + shortcut(x))``, or ``relu(F(x))`` if ``shortcut=False``.
+
+    On a change of shape the shortcut is a 1x1 conv + BN projection (option B).
+    """
+
+    def __init__(self, cin: int, cout: int, stride: int = 1, shortcut: bool = True):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.has_shortcut = shortcut
+        self.shortcut: nn.Module | None = None
+        if shortcut:
+            self.shortcut = nn.Identity()
+            if stride != 1 or cin != cout:
+                self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        if self.shortcut is not None:
+            out = out + self.shortcut(x)
+        return F.relu(out)
+
+
+def _init_resnet(model: nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+class CifarResNet(nn.Module):
+    """He et al. (2016) CIFAR ResNet with ``depth = 6n + 2`` layers; input ``(N, C, 32, 32)``.
+
+    Three stages of ``n`` BasicBlocks with ``16, 32, 64`` (times ``width``) channels.
+    ``shortcut=False`` drops every skip connection (the "noshort" nets of Li et al., 2018).
+    """
+
+    def __init__(self, depth: int = 20, *, shortcut: bool = True, width: int = 1,
+                 in_channels: int = 3, num_classes: int = 10):
+        super().__init__()
+        if depth < 8 or (depth - 2) % 6:
+            raise ValueError(f"CifarResNet depth must be 6n+2 (20, 32, 44, 56, 110, ...), got depth={depth}")
+        n, widths = (depth - 2) // 6, [16 * width, 32 * width, 64 * width]
+        self.depth, self.shortcut = depth, shortcut
+        self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        blocks, cin = [], widths[0]
+        for i, w in enumerate(widths):
+            for j in range(n):
+                blocks.append(BasicBlock(cin, w, 2 if (i > 0 and j == 0) else 1, shortcut))
+                cin = w
+        self.layers = nn.Sequential(*blocks)
+        self.fc = nn.Linear(cin, num_classes)
+        _init_resnet(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layers(F.relu(self.bn1(self.conv1(x))))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def resnet20(**kw) -> CifarResNet:
+    return CifarResNet(20, **kw)
+
+
+def resnet56(**kw) -> CifarResNet:
+    return CifarResNet(56, **kw)
+
+
+def resnet110(**kw) -> CifarResNet:
+    return CifarResNet(110, **kw)
+
+
+class ResNet18(nn.Module):
+    """ResNet-18 for 32x32 inputs (3x3 stem, no max-pool; as in kuangliu/pytorch-cifar)."""
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 10, width: int = 64):
+        super().__init__()
+        widths = [width, 2 * width, 4 * width, 8 * width]
+        self.conv1 = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        blocks, cin = [], width
+        for i, w in enumerate(widths):
+            for j in range(2):
+                blocks.append(BasicBlock(cin, w, 2 if (i > 0 and j == 0) else 1))
+                cin = w
+        self.layers = nn.Sequential(*blocks)
+        self.fc = nn.Linear(cin, num_classes)
+        _init_resnet(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layers(F.relu(self.bn1(self.conv1(x))))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+# ----------------------------------------------------------------------------- VGG
+
+class SmallVGG(nn.Module):
+    """VGG-style net: ``cfg`` lists conv widths (3x3) and ``'M'`` (2x2 max-pool); then one linear.
+
+    Input ``(N, in_channels, image_size, image_size)``.
+    """
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 10, *,
+                 cfg: Sequence[int | str] = (64, "M", 128, "M", 256, "M"),
+                 batchnorm: bool = True, image_size: int = 32):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c, s = in_channels, image_size
+        for v in cfg:
+            if v == "M":
+                layers.append(nn.MaxPool2d(2))
+                s //= 2
+            else:
+                layers += _conv_bn_relu(c, int(v), batchnorm)
+                c = int(v)
+        self.features = nn.Sequential(*layers)
+        self.fc = nn.Linear(c * s * s, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.features(x), 1))
+
+
+# ----------------------------------------------------------------------------- Zhang et al. (2017)
+
+class _ShiftBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm with a learned shift (beta) but no scale (gamma): TF-slim's default batch_norm."""
+
+    def __init__(self, channels: int):
+        super().__init__(channels, eps=1e-3, affine=False)
+        self.shift = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) + self.shift.view(1, -1, 1, 1)
+
+
+class _ConvModule(nn.Sequential):
+    """Conv -> BN -> ReLU. With BN the conv has no bias and BN has a shift only, so the
+    parameter count equals that of a plain biased conv (and the count is the same either way)."""
+
+    def __init__(self, cin: int, cout: int, k: int, stride: int = 1, padding: int = 0, batchnorm: bool = True):
+        norm = [_ShiftBatchNorm2d(cout)] if batchnorm else []
+        super().__init__(nn.Conv2d(cin, cout, k, stride, padding, bias=not batchnorm), *norm, nn.ReLU(inplace=True))
+
+
+class _Inception(nn.Module):
+    """Concat of a 1x1 conv module (``ch1``) and a 3x3 'same' conv module (``ch3``)."""
+
+    def __init__(self, cin: int, ch1: int, ch3: int, batchnorm: bool):
+        super().__init__()
+        self.b1 = _ConvModule(cin, ch1, 1, batchnorm=batchnorm)
+        self.b3 = _ConvModule(cin, ch3, 3, padding=1, batchnorm=batchnorm)
+        self.out_channels = ch1 + ch3
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.b1(x), self.b3(x)], 1)
+
+
+class _Downsample(nn.Module):
+    """Concat of a 3x3 stride-2 'valid' conv module (``ch3``) and a 3x3 stride-2 max-pool."""
+
+    def __init__(self, cin: int, ch3: int, batchnorm: bool):
+        super().__init__()
+        self.conv = _ConvModule(cin, ch3, 3, stride=2, batchnorm=batchnorm)
+        self.pool = nn.MaxPool2d(3, 2)
+        self.out_channels = cin + ch3
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.conv(x), self.pool(x)], 1)
+
+
+class SmallInception(nn.Module):
+    """Small Inception of Zhang et al. (2017), Fig. 3; input ``(N, C, 28, 28)``, 1,649,402 params.
+
+    Conv96 -> I(32,32) -> I(32,48) -> D(80) -> I(112,48) -> I(96,64) -> I(80,80) -> I(48,96)
+    -> D(96) -> I(176,160) -> I(176,160) -> global mean pool -> FC. With 'valid' downsampling
+    the feature map goes 28 -> 13 -> 6 before the global pool.
+    """
+
+    SPEC = (("I", 32, 32), ("I", 32, 48), ("D", 80), ("I", 112, 48), ("I", 96, 64), ("I", 80, 80),
+            ("I", 48, 96), ("D", 96), ("I", 176, 160), ("I", 176, 160))
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 10, *, batchnorm: bool = True):
+        super().__init__()
+        layers: list[nn.Module] = [_ConvModule(in_channels, 96, 3, padding=1, batchnorm=batchnorm)]
+        c = 96
+        for kind, *ch in self.SPEC:
+            m = _Inception(c, *ch, batchnorm) if kind == "I" else _Downsample(c, *ch, batchnorm)
+            layers.append(m)
+            c = m.out_channels
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.fc = nn.Linear(c, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))
+
+
+class SmallAlexNet(nn.Module):
+    """Small AlexNet of Zhang et al. (2017); input ``(N, C, image_size, image_size)``.
+
+    Two (conv 5x5 -> ReLU -> max-pool 3x3/2 -> LRN) modules, then FC 384 -> FC 192 -> FC.
+    ``width=64`` (the TensorFlow CIFAR-10 tutorial net it is based on) gives Table 1's 1,387,786
+    parameters on 28x28x3 inputs. Pooling pads like TF 'SAME', so 28 -> 14 -> 7.
+    """
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 10, *, image_size: int = 28, width: int = 64):
+        super().__init__()
+
+        def block(cin: int) -> list[nn.Module]:  # LRN as tf.nn.lrn(depth_radius=4, bias=1, alpha=1e-3/9)
+            return [nn.Conv2d(cin, width, 5, padding=2), nn.ReLU(inplace=True),
+                    nn.MaxPool2d(3, 2, padding=1), nn.LocalResponseNorm(9, alpha=1e-3, beta=0.75, k=1.0)]
+
+        s = (image_size - 1) // 2 + 1
+        s = (s - 1) // 2 + 1
+        self.features = nn.Sequential(*block(in_channels), *block(width), nn.Flatten())
+        self.classifier = nn.Sequential(
+            nn.Linear(width * s * s, 384), nn.ReLU(inplace=True),
+            nn.Linear(384, 192), nn.ReLU(inplace=True),
+            nn.Linear(192, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+# ----------------------------------------------------------------------------- registry
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "mlp": MLP,
+    "cnn": SmallCNN,
+    "resnet": CifarResNet,
+    "resnet20": resnet20,
+    "resnet56": resnet56,
+    "resnet110": resnet110,
+    "resnet18": ResNet18,
+    "vgg": SmallVGG,
+    "inception": SmallInception,
+    "alexnet": SmallAlexNet,
+}
+
+
+def build(name: str, **kwargs) -> nn.Module:
+    """Construct a model by registry name, e.g. ``build("resnet56", shortcut=False)``."""
+    key = name.lower()
+    if key not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
+    return MODELS[key](**kwargs)
+
+
+def build_for(name: str, image_shape: Sequence[int], num_classes: int, **kwargs) -> nn.Module:
+    """`build(name, **kwargs)` sized for images of shape (C, H, W) and `num_classes` classes."""
+    C, H, _ = image_shape
+    accepted = inspect.signature(MODELS.get(name.lower(), build)).parameters
+    sizing = {"in_channels": C, "num_classes": num_classes}
+    if "image_size" in accepted:
+        sizing["image_size"] = H
+    return build(name, **sizing, **kwargs)

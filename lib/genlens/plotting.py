@@ -1,0 +1,56 @@
+"""Plot helpers for the chapters: each takes the axes first, draws, labels, and returns the axes.
+
+None of them calls plt.show() or savefig, and importing this module changes no global setting.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+
+def curves(ax, series: Mapping[str, Sequence[float]], *, xlabel: str, ylabel: str, title: str | None = None,
+           logy: bool = False, styles: Mapping[str, str] | None = None):
+    """One line per named series against its 1-based index (e.g. epochs)."""
+    for label, ys in series.items():
+        ax.plot(np.arange(1, len(ys) + 1), ys, (styles or {}).get(label, "-"), label=label)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel + (" (log scale)" if logy else ""))
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize="small")
+    return ax
+
+
+def mean_and_spread(ax, x: Sequence[float], samples: Sequence[Sequence[float]], *, xlabel: str, ylabel: str,
+                    label: str | None = None, marker: str = "o"):
+    """Mean over samples (rows: x values, columns: seeds) with min-max bars."""
+    values = np.asarray(samples, dtype=float)  # (len(x), n_seeds)
+    mean = values.mean(axis=1)
+    spread = np.stack([mean - values.min(axis=1), values.max(axis=1) - mean])
+    ax.errorbar(x, mean, yerr=spread, marker=marker, capsize=3, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if label:
+        ax.legend(fontsize="small")
+    return ax
+
+
+def image_grid(ax, images, labels: Sequence[str] | None = None, *, ncols: int = 8):
+    """Tile images (N, C, H, W) in [0, 1] into one picture; optional label under each."""
+    images = np.asarray(images.detach().cpu() if hasattr(images, "detach") else images)
+    N, C, H, W = images.shape
+    nrows = -(-N // ncols)
+    canvas = np.ones((nrows * (H + 2), ncols * (W + 2), C))
+    for i, img in enumerate(images):
+        r, c = divmod(i, ncols)
+        canvas[r * (H + 2) + 1 : r * (H + 2) + 1 + H, c * (W + 2) + 1 : c * (W + 2) + 1 + W] = img.transpose(1, 2, 0)
+    ax.imshow(canvas.squeeze(-1) if C == 1 else canvas.clip(0, 1), cmap="gray" if C == 1 else None, vmin=0, vmax=1)
+    if labels is not None:
+        for i, text in enumerate(labels):
+            r, c = divmod(i, ncols)
+            ax.text(c * (W + 2) + W / 2, (r + 1) * (H + 2) - 1, text, ha="center", va="top", fontsize=7)
+    ax.set_axis_off()
+    return ax

@@ -1,0 +1,287 @@
+"""Run chapters headlessly (jupytext -> papermill) and build the book (Jupyter Book 1.x).
+
+This is the only module that knows about notebooks, papermill or Jupyter Book. A chapter's
+parameters are read from its source's `parameters` cell and every override is validated before a
+kernel starts: an unknown name, a wrong type or a value outside the cell's stated choices is a
+`RunError` with a one-line message. A chapter executes into a temporary notebook that replaces the
+committed one only on success; a failure keeps the partial notebook beside it for inspection.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .cache import atomic_write_bytes, atomic_write_json
+
+PROFILES = ("quick", "full")
+
+
+@dataclass(frozen=True)
+class Chapter:
+    id: str
+    title: str
+    paper: str
+
+
+CHAPTERS: dict[str, Chapter] = {c.id: c for c in [
+    Chapter("rethinking", "Rethinking generalization: random labels and pixels", "Zhang et al., ICLR 2017"),
+    Chapter("landscape", "Loss landscapes with filter normalization", "Li et al., NeurIPS 2018"),
+    Chapter("hessian", "Hessian spectrum, batch size and robustness", "Yao et al., NeurIPS 2018"),
+    Chapter("hfc", "High-frequency components and CNN generalization", "Wang et al., CVPR 2020"),
+    Chapter("adversarial", "Adversarial examples and unit analysis", "Szegedy et al., ICLR 2014"),
+    Chapter("intrinsic", "Intrinsic dimension of representations (TwoNN)", "Ansuini et al., NeurIPS 2019"),
+    Chapter("protopnet", "Prototypes: this looks like that", "Chen et al., NeurIPS 2019"),
+    Chapter("corrections", "Minimal, stable, symbolic corrections", "Zhang et al., NeurIPS 2018"),
+]}
+
+
+class RunError(Exception):
+    """A problem with what was asked of the runner; its message is one line."""
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: Any
+    choices: tuple[str, ...] | None = None  # from a trailing "# one of: a, b" comment
+
+
+def repo_root() -> Path:
+    """The checkout holding notebooks/ and _config.yml: $GENLENS_ROOT, else the package's checkout, else cwd."""
+    def is_checkout(path: Path) -> bool:
+        return (path / "notebooks").is_dir() and (path / "_config.yml").exists()
+
+    explicit = os.environ.get("GENLENS_ROOT")
+    if explicit:  # never fall back to another checkout (and write there) when the one named is wrong
+        if not is_checkout(Path(explicit)):
+            raise RunError(f"GENLENS_ROOT={explicit} is not a genlens checkout (no notebooks/ or _config.yml there)")
+        return Path(explicit)
+    for c in (Path(__file__).resolve().parents[2], Path.cwd()):
+        if is_checkout(c):
+            return c
+    raise RunError("cannot find the genlens checkout (a folder with notebooks/ and _config.yml); set GENLENS_ROOT")
+
+
+def source_path(chapter: str, root: Path) -> Path:
+    """The jupytext source of `chapter`; RunError if the id is unknown or not yet written."""
+    if chapter not in CHAPTERS:
+        raise RunError(f"unknown chapter {chapter!r}; known chapters: {', '.join(CHAPTERS)}")
+    path = root / "notebooks" / f"{chapter}.md"
+    if not path.exists():
+        raise RunError(f"chapter {chapter!r} is not written yet (no {path.relative_to(root)})")
+    return path
+
+
+def available(root: Path) -> list[str]:
+    """Chapter ids whose source exists, in book order."""
+    return [c for c in CHAPTERS if (root / "notebooks" / f"{c}.md").exists()]
+
+
+def read_parameters(source: Path) -> dict[str, Param]:
+    """Names, defaults and choices of the assignments in the source's `parameters` cell."""
+    import jupytext
+
+    notebook = jupytext.read(source)
+    cells = [c for c in notebook.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise RunError(f"{source.name} must have exactly one cell tagged 'parameters', found {len(cells)}")
+    params: dict[str, Param] = {}
+    lines = cells[0].source.splitlines()
+    for node in ast.parse(cells[0].source).body:
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+            raise RunError(f"{source.name}: the parameters cell may only hold simple assignments")
+        name = node.targets[0].id
+        match = re.search(r"#\s*one of:\s*(.+)$", lines[node.lineno - 1])
+        choices = tuple(s.strip() for s in match.group(1).split(",")) if match else None
+        params[name] = Param(name, ast.literal_eval(node.value), choices)
+    return params
+
+
+def _convert(param: Param, text: str) -> Any:
+    default, kind = param.default, type(param.default).__name__
+    try:
+        if isinstance(default, bool):
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            value: Any = text.lower() in ("true", "1")
+        elif isinstance(default, int):
+            value = int(text)
+        elif isinstance(default, float):
+            value = float(text)
+        elif isinstance(default, str):
+            value = text
+        else:
+            value = ast.literal_eval(text)
+            if type(value) is not type(default):
+                raise ValueError
+    except (ValueError, SyntaxError):
+        raise RunError(f"parameter {param.name!r} expects {kind} (default {default!r}), got {text!r}") from None
+    if param.choices is not None and str(value) not in param.choices:
+        raise RunError(f"parameter {param.name!r} must be one of {', '.join(param.choices)}, got {text!r}")
+    return value
+
+
+def resolve_parameters(chapter: str, profile: str, overrides: dict[str, str], root: Path) -> dict[str, Any]:
+    """Validate `overrides` (name -> text) against the chapter's parameters cell; return all values."""
+    if profile not in PROFILES:
+        raise RunError(f"unknown profile {profile!r}; profiles: {', '.join(PROFILES)}")
+    declared = read_parameters(source_path(chapter, root))
+    for name in ("profile", "seed", "device"):
+        if name not in declared:
+            raise RunError(f"chapter {chapter!r}: its parameters cell lacks the required parameter {name!r}")
+    unknown = [n for n in overrides if n not in declared]
+    if unknown:
+        raise RunError(f"unknown parameter {unknown[0]!r} for chapter {chapter!r}; parameters: {', '.join(declared)}")
+    if "profile" in overrides and overrides["profile"] != profile:
+        raise RunError("give the profile with --profile, not -p profile=...")
+    values = {n: p.default for n, p in declared.items()}
+    values.update({n: _convert(declared[n], v) for n, v in overrides.items()})
+    values["profile"] = _convert(declared["profile"], profile)
+    return values
+
+
+def parse_pairs(pairs: list[str]) -> dict[str, str]:
+    """['a=1', 'b=x'] -> {'a': '1', 'b': 'x'}; RunError on an item without '='."""
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise RunError(f"parameters are given as name=value, got {pair!r}")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def _tidy(notebook_path: Path) -> None:
+    """Fold the parameter cells, drop per-cell timing metadata (stable diffs)."""
+    import nbformat
+
+    nb = nbformat.read(notebook_path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if {"parameters", "injected-parameters"} & set(tags) and "hide-cell" not in tags:
+            tags.append("hide-cell")
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+        if not tags:
+            del cell.metadata["tags"]
+    nb.metadata.pop("papermill", None)
+    atomic_write_bytes(notebook_path, nbformat.writes(nb).encode())
+
+
+def output_paths(chapter: str, profile: str, root: Path) -> tuple[Path, Path]:
+    """(executed notebook, results JSON): quick chapters go to book/chapters, full runs beside their results."""
+    results = root / "book" / "results" / profile / f"{chapter}.json"
+    notebook = root / "book" / "chapters" / f"{chapter}.ipynb" if profile == "quick" else results.with_suffix(".ipynb")
+    return notebook, results
+
+
+def run(chapter: str, profile: str = "quick", overrides: dict[str, str] | None = None,
+        root: Path | None = None, log=print) -> dict[str, Any]:
+    """Execute a chapter with papermill; write its notebook and results JSON; return the results."""
+    import jupytext
+    import papermill
+
+    root = root or repo_root()
+    params = resolve_parameters(chapter, profile, overrides or {}, root)
+    notebook_out, results_out = output_paths(chapter, profile, root)
+    notebook_out.parent.mkdir(parents=True, exist_ok=True)
+    running = notebook_out.with_name(f".{chapter}.running.ipynb")
+    failed = notebook_out.with_name(f"{chapter}.failed.ipynb")
+    source_nb = notebook_out.with_name(f".{chapter}.source.ipynb")
+    jupytext.write(jupytext.read(source_path(chapter, root)), source_nb)
+    partial = results_out.with_name(f".{chapter}.partial.json")
+    partial.unlink(missing_ok=True)
+    env_before = {k: os.environ.get(k) for k in ("GENLENS_RESULTS_PATH", "TQDM_DISABLE")}
+    os.environ.update(GENLENS_RESULTS_PATH=str(partial), TQDM_DISABLE="1")
+    log(f"genlens: running {chapter} ({profile}) ...")
+    start = time.perf_counter()
+    try:
+        papermill.execute_notebook(str(source_nb), str(running), parameters=params, kernel_name="python3",
+                                   progress_bar=False, cwd=str(notebook_out.parent), log_output=False)
+    except papermill.PapermillExecutionError as err:
+        os.replace(running, failed)
+        raise RunError(f"chapter {chapter!r} failed in cell {err.exec_count}: {err.ename}: "
+                       f"{str(err.evalue).splitlines()[0] if err.evalue else ''} (partial notebook: {failed})") from None
+    except Exception as err:  # the kernel could not start, died or timed out: still one line, partial kept
+        kept = ""
+        if running.exists():
+            os.replace(running, failed)
+            kept = f" (partial notebook: {failed})"
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise RunError(f"chapter {chapter!r} could not be executed: {type(err).__name__}: {first}{kept}") from err
+    except BaseException:
+        if running.exists():
+            os.replace(running, failed)
+        raise
+    finally:
+        for k, v in env_before.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+        source_nb.unlink(missing_ok=True)
+    wall = time.perf_counter() - start
+    if not partial.exists():
+        os.replace(running, failed)
+        raise RunError(f"chapter {chapter!r} ran but did not save its report (call report.save() at the end); "
+                       f"executed notebook: {failed}")
+    results = {"chapter": chapter, "profile": profile, "params": params, **json.loads(partial.read_text())}
+    results["wall_s"] = round(wall, 1)
+    _tidy(running)
+    os.replace(running, notebook_out)
+    failed.unlink(missing_ok=True)
+    atomic_write_json(results_out, results)
+    partial.unlink(missing_ok=True)
+    write_results_page(root)
+    log(f"genlens: {chapter} ({profile}) done in {wall:.0f} s -> {notebook_out.relative_to(root)}, "
+        f"{results_out.relative_to(root)}")
+    return results
+
+
+def write_results_page(root: Path) -> Path:
+    """Generate book/results.md from every results JSON: claims held, times, memory, devices."""
+    lines = ["# Results of every chapter", "",
+             "Generated by `genlens` from `book/results/<profile>/<chapter>.json`; every number was computed",
+             "by the run named in its row. A `full` row appears once someone has run that profile on a GPU.", ""]
+    for profile in PROFILES:
+        rows = []
+        for chapter in CHAPTERS:
+            path = root / "book" / "results" / profile / f"{chapter}.json"
+            if path.exists():
+                r = json.loads(path.read_text())
+                held = sum(bool(v) for v in r["claims"].values())
+                rows.append(f"| {chapter} | {held}/{len(r['claims'])} | {r['wall_s']:.0f} | {r['peak_rss_mb']:.0f} "
+                            f"| {r['device']} | torch {r['versions']['torch']} | {r['date']} |")
+        lines += [f"## Profile `{profile}`", ""]
+        if rows:
+            lines += ["| chapter | claims held | wall time (s) | peak memory (MB) | device | stack | date |",
+                      "|---|---|---|---|---|---|---|", *rows, ""]
+        else:
+            lines += ["No chapter has been run in this profile yet.", ""]
+        for chapter in CHAPTERS:
+            path = root / "book" / "results" / profile / f"{chapter}.json"
+            if path.exists():
+                r = json.loads(path.read_text())
+                lines += [f"### {chapter} ({profile})", "", "| claim | holds |", "|---|---|"]
+                lines += [f"| {r['claim_text'].get(k, k)} | {'yes' if v else '**no**'} |" for k, v in r["claims"].items()]
+                lines += [""]
+    page = root / "book" / "results.md"
+    atomic_write_bytes(page, "\n".join(lines).encode())
+    return page
+
+
+def build_html(root: Path | None = None) -> Path:
+    """Render the book with Jupyter Book into _build/html (execution off: papermill ran the chapters)."""
+    root = root or repo_root()
+    write_results_page(root)
+    jb = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(root), "--keep-going"]
+    if subprocess.run(cmd, cwd=root).returncode != 0:
+        raise RunError("jupyter-book build failed (see its output above)")
+    return root / "_build" / "html" / "index.html"

@@ -1,0 +1,47 @@
+import torch
+
+from genlens.least_squares import max_step, min_norm_solution, random_fourier_features, row_space_residual, sgd_least_squares
+
+
+def _problem(n=30, d=120, k=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=g, dtype=torch.float64), torch.randn(n, k, generator=g, dtype=torch.float64), g
+
+
+def test_min_norm_solution_interpolates_and_is_minimal():
+    X, Y, g = _problem()
+    w = min_norm_solution(X, Y)
+    assert torch.allclose(X @ w, Y, atol=1e-8)
+    null = torch.linalg.svd(X).Vh[X.shape[0]:].T  # (d, d - n) null space of X
+    other = w + null @ torch.randn(null.shape[1], Y.shape[1], generator=g, dtype=torch.float64)
+    assert torch.allclose(X @ other, Y, atol=1e-8)
+    assert other.norm() > w.norm()
+
+
+def test_sgd_from_zero_reaches_the_min_norm_solution():
+    X, Y, g = _problem()
+    w, losses = sgd_least_squares(X, Y, epochs=400, batch_size=5, lr=0.5 / max_step(X), generator=g)
+    assert losses[-1] < 1e-10 and losses[-1] < losses[0]
+    assert row_space_residual(X, w) < 1e-10  # never leaves the row space of X
+    assert torch.allclose(w, min_norm_solution(X, Y), atol=1e-6)
+
+
+def test_row_space_residual_detects_components_outside():
+    X, _, g = _problem()
+    assert row_space_residual(X, X.T @ torch.randn(30, 1, generator=g, dtype=torch.float64)) < 1e-12
+    assert row_space_residual(X, torch.randn(120, 1, generator=g, dtype=torch.float64)) > 0.5
+
+
+def test_random_fourier_features_shape_and_seed():
+    x = torch.rand(10, 1, 4, 4)
+    a = random_fourier_features(x, 32, 1.0, torch.Generator().manual_seed(0))
+    b = random_fourier_features(x, 32, 1.0, torch.Generator().manual_seed(0))
+    assert a.shape == (10, 32) and torch.equal(a, b)
+
+
+def test_random_fourier_features_approximate_the_gaussian_kernel():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 5, generator=g, dtype=torch.float64)
+    phi = random_fourier_features(x, 200_000, 2.0, g)
+    kernel = torch.exp(-torch.cdist(x, x) ** 2 / (2 * 2.0**2))
+    assert torch.allclose(phi @ phi.T, kernel, atol=0.02)

@@ -1,0 +1,160 @@
+"""Tests for genlens.models: shapes, paper parameter counts, skip connections, registry, determinism."""
+import pytest
+import torch
+
+from genlens.models import (
+    MODELS, MLP, CifarResNet, Normalize, ResNet18, SmallAlexNet, SmallCNN, SmallInception, SmallVGG,
+    build, count_parameters, resnet20, with_normalization,
+)
+
+# (registry name, kwargs, input shape) -- every model on the input size it is meant for.
+CASES = [
+    ("mlp", {}, (1, 28, 28)),
+    ("mlp", dict(in_channels=3, image_size=32, hidden=(64, 32), batchnorm=True, dropout=0.1), (3, 32, 32)),
+    ("cnn", {}, (1, 28, 28)),
+    ("cnn", dict(in_channels=3, width=8, batchnorm=False, dropout=0.5, image_size=32), (3, 32, 32)),
+    ("resnet20", {}, (3, 32, 32)),
+    ("resnet20", dict(shortcut=False, width=2), (3, 32, 32)),
+    ("resnet", dict(depth=8, in_channels=1), (1, 28, 28)),
+    ("resnet18", dict(width=8), (3, 32, 32)),
+    ("vgg", {}, (3, 32, 32)),
+    ("vgg", dict(in_channels=1, image_size=28, cfg=(16, "M", 32, "M"), batchnorm=False), (1, 28, 28)),
+    ("inception", {}, (3, 28, 28)),
+    ("inception", dict(batchnorm=False, in_channels=1), (1, 28, 28)),
+    ("alexnet", {}, (3, 28, 28)),
+    ("alexnet", dict(in_channels=1, image_size=32), (1, 32, 32)),
+]
+
+
+@pytest.mark.parametrize("name,kw,shape", CASES)
+@pytest.mark.parametrize("num_classes", [10, 3])
+def test_forward_shape(name, kw, shape, num_classes):
+    model = build(name, num_classes=num_classes, **kw)
+    out = model(torch.rand(2, *shape))
+    assert out.shape == (2, num_classes) and out.dtype == torch.float32
+    assert torch.isfinite(out).all()
+
+
+def test_deep_resnets_forward():
+    for name in ("resnet56", "resnet110"):
+        assert build(name)(torch.rand(1, 3, 32, 32)).shape == (1, 10)
+
+
+# Zhang et al. (2017), Table 1 (CIFAR-10, 28x28x3 inputs).
+@pytest.mark.parametrize("make,expected", [
+    (lambda: SmallInception(), 1_649_402),
+    (lambda: SmallInception(batchnorm=False), 1_649_402),
+    (lambda: SmallAlexNet(), 1_387_786),
+    (lambda: MLP(hidden=(512, 512, 512), in_channels=3), 1_735_178),
+    (lambda: MLP(hidden=(512,), in_channels=3), 1_209_866),
+])
+def test_zhang_et_al_parameter_counts(make, expected):
+    assert count_parameters(make()) == expected
+
+
+def test_known_parameter_counts():
+    assert count_parameters(ResNet18()) == 11_173_962  # kuangliu/pytorch-cifar ResNet18
+    assert count_parameters(resnet20()) == 272_474     # 1x1-conv projection shortcuts
+    # noshort differs only by the two projection shortcuts (conv + BN each).
+    proj = (16 * 32 + 2 * 32) + (32 * 64 + 2 * 64)
+    assert count_parameters(resnet20(shortcut=False)) == 272_474 - proj
+
+
+def test_count_parameters_trainable_only():
+    m = MLP(hidden=(4,), in_features=3, num_classes=2)
+    m.net[1].weight.requires_grad_(False)
+    assert count_parameters(m) == 3 * 4 + 4 + 4 * 2 + 2
+    assert count_parameters(m, trainable_only=True) == 4 + 4 * 2 + 2
+
+
+@pytest.mark.parametrize("depth", [0, 19, 21, 57, 100])
+def test_resnet_depth_validation(depth):
+    with pytest.raises(ValueError, match=f"depth={depth}"):
+        CifarResNet(depth)
+
+
+def _zero_residual_branches(model: CifarResNet) -> None:
+    """Make every block's residual branch output exactly zero (bn2 scale and shift = 0)."""
+    with torch.no_grad():
+        for block in model.layers:
+            block.bn2.weight.zero_()
+            block.bn2.bias.zero_()
+
+
+def test_shortcut_false_has_no_skip():
+    torch.manual_seed(0)
+    short, noshort = CifarResNet(8), CifarResNet(8, shortcut=False)
+    assert all(b.shortcut is not None for b in short.layers)
+    assert all(b.shortcut is None for b in noshort.layers)
+    # Same weights everywhere the two nets overlap ...
+    missing, unexpected = noshort.load_state_dict(short.state_dict(), strict=False)
+    assert not missing and all(".shortcut." in k for k in unexpected)
+    for m in (short, noshort):
+        _zero_residual_branches(m)
+        m.eval()
+    x = torch.rand(4, 3, 32, 32)
+    # ... with a dead residual branch, the skip net still carries the input, the noshort net cannot:
+    out_short, out_noshort = short(x), noshort(x)
+    assert out_short.std(0).max() > 1e-4
+    assert torch.allclose(out_noshort, noshort.fc.bias.expand_as(out_noshort))
+
+
+def test_build_unknown_name():
+    with pytest.raises(ValueError) as err:
+        build("transformer")
+    msg = str(err.value)
+    assert "transformer" in msg
+    for name in ("mlp", "cnn", "resnet20", "resnet56", "resnet110", "resnet18", "vgg", "inception", "alexnet"):
+        assert name in msg and name in MODELS
+
+
+def test_build_returns_right_classes():
+    assert isinstance(build("cnn"), SmallCNN) and isinstance(build("VGG"), SmallVGG)
+    r = build("resnet56", shortcut=False)
+    assert isinstance(r, CifarResNet) and r.depth == 56 and not r.shortcut
+
+
+@pytest.mark.parametrize("name,shape", [("mlp", (1, 28, 28)), ("cnn", (1, 28, 28)),
+                                        ("resnet20", (3, 32, 32)), ("inception", (3, 28, 28)),
+                                        ("alexnet", (3, 28, 28)), ("vgg", (3, 32, 32))])
+def test_seeded_construction_is_deterministic(name, shape):
+    torch.manual_seed(123)
+    a = build(name)
+    torch.manual_seed(123)
+    b = build(name)
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
+    torch.manual_seed(124)
+    c = build(name)
+    assert any(not torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters()))
+    a.eval()
+    x = torch.rand(3, *shape)
+    with torch.no_grad():
+        assert torch.equal(a(x), a(x))
+
+
+def test_train_mode_updates_bn_but_eval_does_not():
+    m = SmallCNN()
+    x = torch.rand(8, 1, 28, 28)
+    m.train()
+    m(x)
+    stats = m.features[1].running_mean.clone()
+    m.eval()
+    m(x)
+    assert torch.equal(stats, m.features[1].running_mean)
+
+
+def test_normalize_and_with_normalization():
+    mean, std = (0.5, 0.25, 0.0), (0.5, 0.25, 2.0)
+    x = torch.rand(2, 3, 4, 4)
+    y = Normalize(mean, std)(x)
+    assert torch.allclose(y[:, 0], (x[:, 0] - 0.5) / 0.5) and torch.allclose(y[:, 2], x[:, 2] / 2.0)
+    net = SmallInception().eval()
+    wrapped = with_normalization(net, mean, std)
+    x = torch.rand(2, 3, 28, 28, requires_grad=True)
+    out = wrapped(x)
+    assert torch.allclose(out, net(Normalize(mean, std)(x)))
+    out.sum().backward()  # gradients flow back to raw pixels (needed by attacks)
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert count_parameters(wrapped) == count_parameters(net)
+    assert set(dict(wrapped.named_buffers())) >= {"0.mean", "0.std"}

@@ -1,0 +1,405 @@
+"""genlens.train: determinism, resumable cached training, history, augmentation, evaluation, schedules."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import asdict
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genlens.cache import Cache, CorruptCacheEntry
+from genlens.data import ImageData
+from genlens.models import MLP
+from genlens.train import History, TrainConfig, augment_batch, evaluate, predict, train, train_cached
+
+
+@pytest.fixture(autouse=True)
+def _quiet_single_threaded(monkeypatch):
+    """No progress bars; one intra-op thread: these models are tiny, and on a busy 2-core machine
+    OpenMP threads spinning at barriers make each step ~100x slower."""
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_data(n_train: int = 256, n_test: int = 64, seed: int = 0) -> ImageData:
+    """Random 1x8x8 images; the label (4 classes) says which half is brighter, top/bottom and left/right."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n_train + n_test, 1, 8, 8, generator=g)
+    top = x[:, 0, :4].mean((1, 2)) > x[:, 0, 4:].mean((1, 2))
+    left = x[:, 0, :, :4].mean((1, 2)) > x[:, 0, :, 4:].mean((1, 2))
+    y = top.long() * 2 + left.long()
+    return ImageData("tiny", x[:n_train], y[:n_train], x[n_train:], y[n_train:], ("a", "b", "c", "d"))
+
+
+DATA = tiny_data()
+CFG = TrainConfig(epochs=4, batch_size=64, lr=0.05, momentum=0.9, augment=True, seed=3)
+LEARN = TrainConfig(epochs=4, batch_size=64, lr=0.2, seed=3)  # no augmentation: learns within a few epochs
+
+
+def build_model(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return MLP(in_features=64, hidden=(32,), num_classes=4, dropout=0.1)
+
+
+def assert_state_equal(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def curves(h: History) -> dict:
+    """Everything in a history except wall-clock seconds, which no two runs share."""
+    d = h.to_dict()
+    del d["seconds"]
+    return d
+
+
+# --------------------------------------------------------------------------- determinism
+
+def test_train_is_deterministic_in_the_seed():
+    m1 = build_model()
+    h1 = train(m1, DATA, CFG, progress=False)
+    m2 = build_model()
+    torch.rand(1000)  # the ambient global RNG state (used by dropout) must not matter
+    h2 = train(m2, DATA, CFG, progress=False)
+    assert_state_equal(m1.state_dict(), m2.state_dict())
+    assert curves(h1) == curves(h2)
+
+    m3 = build_model()
+    h3 = train(m3, DATA, TrainConfig(**{**asdict(CFG), "seed": 4}), progress=False)
+    assert any(not torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m3.state_dict().values()))
+    assert h3.train_loss != h1.train_loss
+
+
+def test_train_history_and_final_state():
+    model = build_model()
+    model_before = {k: v.clone() for k, v in model.state_dict().items()}
+    h = train(model, DATA, LEARN, progress=False)
+    assert not model.training
+    assert h.epoch == [0, 1, 2, 3]
+    assert h.lr == [LEARN.lr_at(e) for e in range(4)]
+    for name in ("train_loss", "train_acc", "test_loss", "test_acc", "seconds"):
+        assert len(getattr(h, name)) == 4
+    assert all(0 <= a <= 1 and (a * len(DATA.y_train)).is_integer() for a in h.train_acc)
+    assert all(s > 0 for s in h.seconds)
+    # the last epoch's test metrics are those of the returned model
+    loss, acc = evaluate(model, DATA.x_test, DATA.y_test)
+    assert h.test_loss[-1] == pytest.approx(loss, abs=1e-6) and h.test_acc[-1] == acc
+    # it learned something on this easy task, and changed the weights
+    assert h.train_loss[-1] < h.train_loss[0]
+    assert any(not torch.equal(model_before[k], v) for k, v in model.state_dict().items())
+
+
+def test_lr_is_applied_to_the_optimizer():
+    """With lr 0 from epoch 1 on, later epochs leave the weights exactly as after epoch 0."""
+    cfg = TrainConfig(epochs=1, batch_size=64, lr=0.05, schedule="exponential", lr_decay=0.0, seed=1)
+    m1, m3 = build_model(), build_model()
+    train(m1, DATA, cfg, progress=False)
+    h = train(m3, DATA, TrainConfig(**{**asdict(cfg), "epochs": 3}), progress=False)
+    assert h.lr == [0.05, 0.0, 0.0]
+    assert_state_equal(m1.state_dict(), m3.state_dict())
+
+
+def test_adam_and_bad_optimizer():
+    model = build_model()
+    h = train(model, DATA, TrainConfig(epochs=2, lr=0.01, optimizer="adam"), progress=False)
+    assert h.train_loss[-1] < h.train_loss[0]
+    with pytest.raises(ValueError, match="optimizer"):
+        train(build_model(), DATA, TrainConfig(optimizer="lbfgs"), progress=False)  # type: ignore[arg-type]
+
+
+def test_stop_at_train_acc_stops_early():
+    full = train(build_model(), DATA, TrainConfig(**{**asdict(LEARN), "epochs": 8}), progress=False)
+    target = full.train_acc[3]
+    stop = full.epochs_to_reach(target)
+    assert stop is not None and 1 < stop < 8
+    states = []
+    cfg = TrainConfig(**{**asdict(LEARN), "epochs": 8, "stop_at_train_acc": target})
+    h = train(build_model(), DATA, cfg, progress=False, checkpoint=states.append)
+    assert len(h.epoch) == stop
+    assert h.train_acc[-1] >= target and all(a < target for a in h.train_acc[:-1])
+    assert curves(h) == {k: v[:stop] if isinstance(v, list) else v for k, v in curves(full).items()}
+    # the final checkpoint says "finished", so a resume trains no further
+    assert [s["epoch"] for s in states] == list(range(1, stop)) + [8]
+
+
+def test_callback_and_perturb():
+    seen_modes, perturbed = [], []
+
+    class Spy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = MLP(in_features=64, hidden=(16,), num_classes=4)
+
+        def forward(self, x):
+            seen_modes.append(self.training)
+            return self.net(x)
+
+    def perturb(model, x, y):
+        perturbed.append(len(x))
+        model.eval()  # e.g. an attack; train() must switch the model back for the step
+        with torch.no_grad():
+            model(x)
+        seen_modes.clear()
+        return x + 0.01
+
+    def callback(epoch, model, history):
+        history.extra.setdefault("epoch_sq", []).append(float(epoch**2))
+
+    torch.manual_seed(0)
+    model = Spy()
+    h = train(model, DATA, TrainConfig(epochs=2, batch_size=100), perturb=perturb, callback=callback,
+              progress=False)
+    assert perturbed == [100, 100, 56] * 2
+    assert h.extra == {"epoch_sq": [0.0, 1.0]}
+    # after each perturbation the training forward ran in train mode (the spy keeps the last ones)
+    assert seen_modes and seen_modes[0] is True
+
+
+def test_device_mismatch_raises_naming_both_devices():
+    model = build_model().to("meta")
+    with pytest.raises(ValueError) as info:
+        train(model, DATA, CFG, progress=False)
+    assert "meta" in str(info.value) and "cpu" in str(info.value)
+
+
+# --------------------------------------------------------------------------- train_cached
+
+class Interrupt(Exception):
+    pass
+
+
+def test_train_cached_resumes_after_interruption(tmp_path):
+    cfg = TrainConfig(**{**asdict(CFG), "epochs": 6})
+    spec = {"model": "mlp-tiny", "data": "tiny"}
+    k = 3
+
+    reference = build_model()
+    ref_history = train(reference, DATA, cfg, progress=False,
+                        callback=lambda e, m, h: h.extra.setdefault("e", []).append(float(e)))
+
+    cache = Cache(tmp_path)
+    seen: list[int] = []
+    interrupt = [True]
+
+    def callback(epoch, model, history):
+        seen.append(epoch)
+        if epoch == k and interrupt[0]:
+            interrupt[0] = False
+            raise Interrupt
+        history.extra.setdefault("e", []).append(float(epoch))
+
+    with pytest.raises(Interrupt):
+        train_cached(build_model, DATA, cfg, spec=spec, cache=cache, callback=callback, progress=False)
+    assert seen == [0, 1, 2, 3]
+    (ckpt,) = (tmp_path / "models").glob("*.ckpt.pt")
+    key = ckpt.name.removesuffix(".ckpt.pt")
+    assert cache.load("models", key) is None
+    # the checkpoint is written after the callback, so the last one is from the end of epoch k-1
+    state = cache.load_checkpoint("models", key)
+    assert state["epoch"] == k and state["history"]["epoch"] == list(range(k))
+
+    seen.clear()
+    model, history = train_cached(build_model, DATA, cfg, spec=spec, cache=cache, callback=callback, progress=False)
+    assert seen == list(range(k, 6))  # resumed, not restarted
+    assert not model.training
+    assert_state_equal(model.state_dict(), reference.state_dict())
+    assert curves(history) == curves(ref_history)
+    assert history.seconds[:k] == state["history"]["seconds"]  # the first call's epochs were kept
+    assert not ckpt.exists()
+    assert cache.load("models", key) is not None
+    sidecar = json.loads((tmp_path / "models" / f"{key}.json").read_text())
+    assert sidecar["config"]["spec"] == spec and sidecar["config"]["train"]["epochs"] == 6
+
+    seen.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again, again_history = train_cached(lambda: build_model(seed=99), DATA, cfg, spec=spec, cache=cache,
+                                            callback=callback, progress=False)
+    assert seen == []
+    assert_state_equal(again.state_dict(), reference.state_dict())
+    assert again_history.to_dict() == history.to_dict()
+    assert not again.training
+
+
+def test_train_cached_key_depends_on_spec_and_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENLENS_CACHE", str(tmp_path))  # default Cache() root
+    cfg = TrainConfig(epochs=1, batch_size=64)
+    calls = []
+
+    def cb(epoch, model, history):
+        calls.append(epoch)
+
+    m1, _ = train_cached(build_model, DATA, cfg, spec={"model": "a"}, callback=cb, progress=False)
+    train_cached(build_model, DATA, cfg, spec={"model": "a"}, callback=cb, progress=False)
+    assert calls == [0]
+    train_cached(build_model, DATA, cfg, spec={"model": "b"}, callback=cb, progress=False)
+    train_cached(build_model, DATA, TrainConfig(epochs=1, batch_size=32), spec={"model": "a"}, callback=cb,
+                 progress=False)
+    assert calls == [0, 0, 0]
+    assert len(list((tmp_path / "models").glob("*.pt"))) == 3
+    assert not list((tmp_path / "models").glob("*.ckpt.pt"))
+
+
+def test_train_cached_recovers_from_corrupt_checkpoint(tmp_path):
+    cfg = TrainConfig(epochs=2, batch_size=64, seed=5)
+    cache = Cache(tmp_path)
+    with pytest.raises(Interrupt):
+        train_cached(build_model, DATA, cfg, spec={}, cache=cache, progress=False,
+                     callback=lambda e, m, h: (_ for _ in ()).throw(Interrupt) if e == 1 else None)
+    (ckpt,) = (tmp_path / "models").glob("*.ckpt.pt")
+    ckpt.write_bytes(b"not a checkpoint")
+    seen = []
+    with pytest.warns(CorruptCacheEntry):
+        model, history = train_cached(build_model, DATA, cfg, spec={}, cache=cache, progress=False,
+                                      callback=lambda e, m, h: seen.append(e))
+    assert seen == [0, 1]  # started over
+    reference = build_model()
+    train(reference, DATA, cfg, progress=False)
+    assert_state_equal(model.state_dict(), reference.state_dict())
+
+
+# --------------------------------------------------------------------------- History
+
+def test_history_epochs_to_reach():
+    h = History(epoch=[0, 1, 2, 3], train_acc=[0.2, 0.6, 0.5, 0.9])
+    assert h.epochs_to_reach(0.0) == 1
+    assert h.epochs_to_reach(0.5) == 2
+    assert h.epochs_to_reach(0.6) == 2
+    assert h.epochs_to_reach(0.7) == 4
+    assert h.epochs_to_reach(0.9) == 4
+    assert h.epochs_to_reach(0.95) is None
+    assert History().epochs_to_reach(0.1) is None
+
+
+def test_history_round_trip_and_throughput():
+    h = History(epoch=[0, 1], lr=[0.1, 0.05], train_loss=[2.0, 1.0], train_acc=[0.25, 0.5],
+                test_loss=[2.1, 1.2], test_acc=[0.2, 0.4], seconds=[0.5, 1.5], extra={"norm": [3.0, 4.0]})
+    d = h.to_dict()
+    assert json.loads(json.dumps(d)) == d  # plain JSON-able data
+    back = History.from_dict(d)
+    assert back == h and back is not h
+    assert History.from_dict(json.loads(json.dumps(d))) == h
+    d["epoch"].append(2)
+    assert h.epoch == [0, 1] and back.epoch == [0, 1]
+    assert h.images_per_second(100) == pytest.approx(100 * 2 / 2.0)
+
+
+# --------------------------------------------------------------------------- augment_batch
+
+def test_augment_batch_shape_determinism_and_input_untouched():
+    x = torch.rand(32, 3, 8, 8)
+    x0 = x.clone()
+    a = augment_batch(x, torch.Generator().manual_seed(0))
+    b = augment_batch(x, torch.Generator().manual_seed(0))
+    c = augment_batch(x, torch.Generator().manual_seed(1))
+    assert a.shape == x.shape and a.dtype == x.dtype and a.is_contiguous()
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+    assert torch.equal(x, x0)
+
+
+def test_augment_batch_without_padding_only_flips():
+    x = torch.rand(1000, 2, 5, 6)
+    out = augment_batch(x, torch.Generator().manual_seed(0), pad=0)
+    same = (out == x).flatten(1).all(1)
+    flipped = (out == x.flip(-1)).flatten(1).all(1)
+    assert (same ^ flipped).all()
+    assert 400 < int(flipped.sum()) < 600
+
+
+def test_augment_batch_is_a_shifted_maybe_flipped_copy():
+    pad = 2
+    B, C, H, W = 300, 3, 6, 7
+    x = torch.rand(B, C, H, W) + 0.1  # no zeros, so padding is recognizable
+    out = augment_batch(x, torch.Generator().manual_seed(0), pad=pad)
+    found = set()
+    for i in range(B):
+        matches = []
+        for flip in (False, True):
+            src = F.pad(x[i].flip(-1) if flip else x[i], (pad, pad, pad, pad))
+            for dy in range(2 * pad + 1):
+                for dx in range(2 * pad + 1):
+                    if torch.equal(out[i], src[:, dy : dy + H, dx : dx + W]):
+                        matches.append((flip, dy, dx))
+        assert len(matches) == 1, (i, matches)
+        found.add(matches[0])
+    assert len(found) > 40  # out of 2 * 25: shifts and flips are both random
+
+
+# --------------------------------------------------------------------------- predict / evaluate
+
+class Toy(nn.Module):
+    """Output depends on the mode (dropout), and forward can be told to fail."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.Dropout(0.5), nn.Linear(16, 4))
+        self.fail = False
+
+    def forward(self, x):
+        if self.fail:
+            raise RuntimeError("forward failed")
+        return self.net(x)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_predict_and_evaluate_use_eval_mode_and_restore_it(training):
+    model = Toy().train(training)
+    x, y = DATA.x_test, DATA.y_test
+    model.eval()
+    with torch.no_grad():
+        expected = model(x)
+    model.train(training)
+
+    logits = predict(model, x, batch_size=7)
+    assert model.training is training
+    assert logits.shape == (len(x), 4) and logits.dtype == torch.float32 and not logits.requires_grad
+    torch.testing.assert_close(logits, expected)
+
+    loss, acc = evaluate(model, x, y, batch_size=10)
+    assert model.training is training
+    manual_acc = sum(int(expected[i].argmax()) == int(y[i]) for i in range(len(y))) / len(y)
+    assert acc == pytest.approx(manual_acc)
+    manual_loss = -sum(torch.log_softmax(expected[i], 0)[y[i]].item() for i in range(len(y))) / len(y)
+    assert loss == pytest.approx(manual_loss, rel=1e-5)
+
+    model.fail = True
+    with pytest.raises(RuntimeError):
+        predict(model, x)
+    assert model.training is training
+
+
+def test_predict_empty_input():
+    assert predict(Toy(), torch.zeros(0, 1, 8, 8)).numel() == 0
+
+
+# --------------------------------------------------------------------------- schedules
+
+def test_lr_schedules():
+    const = TrainConfig(lr=0.1, epochs=10)
+    assert [const.lr_at(e) for e in range(10)] == [0.1] * 10
+
+    exp = TrainConfig(lr=0.1, schedule="exponential", lr_decay=0.5)
+    assert [exp.lr_at(e) for e in range(4)] == pytest.approx([0.1, 0.05, 0.025, 0.0125])
+    assert TrainConfig(lr=1.0, schedule="exponential").lr_at(10) == pytest.approx(0.95**10)
+
+    cos = TrainConfig(lr=0.2, schedule="cosine", epochs=10)
+    values = [cos.lr_at(e) for e in range(10)]
+    assert values[0] == pytest.approx(0.2) and cos.lr_at(5) == pytest.approx(0.1)
+    assert cos.lr_at(10) == pytest.approx(0.0, abs=1e-12)
+    assert all(a > b for a, b in zip(values, values[1:]))
+    assert cos.lr_at(3) == pytest.approx(0.1 * (1 + math.cos(math.pi * 0.3)))
+
+    step = TrainConfig(lr=1.0, schedule="step", lr_steps=(2, 5))
+    assert [step.lr_at(e) for e in range(7)] == pytest.approx([1, 1, 0.1, 0.1, 0.1, 0.01, 0.01])
+    assert TrainConfig(lr=0.3, schedule="step").lr_at(100) == 0.3
