@@ -1,0 +1,82 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genlens.attacks import accuracy_under, fgsm, input_gradient, pgd
+
+
+def _model_and_data(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 3)).eval()
+    x = torch.rand(64, 1, 4, 4, generator=g)
+    y = torch.randint(0, 3, (64,), generator=g)
+    return model, x, y
+
+
+def test_fgsm_matches_its_definition_and_stays_in_the_box():
+    model, x, y = _model_and_data()
+    eps = 0.1
+    x_adv = fgsm(model, x, y, eps)
+    xr = x.clone().requires_grad_(True)
+    F.cross_entropy(model(xr), y, reduction="sum").backward()
+    expected = (x + eps * xr.grad.sign()).clamp(0, 1)
+    assert torch.allclose(x_adv, expected)
+    assert x_adv.min() >= 0 and x_adv.max() <= 1 and (x_adv - x).abs().max() <= eps + 1e-7
+
+
+def test_fgsm_raises_the_loss_and_targeted_lowers_it():
+    model, x, y = _model_and_data()
+    base = F.cross_entropy(model(x), y)
+    assert F.cross_entropy(model(fgsm(model, x, y, 0.05)), y) > base
+    target = (y + 1) % 3
+    assert F.cross_entropy(model(fgsm(model, x, target, 0.05, targeted=True)), target) < F.cross_entropy(model(x), target)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_pgd_stays_in_ball_and_box_and_beats_fgsm(norm):
+    model, x, y = _model_and_data()
+    eps = 0.1 if norm == "linf" else 0.5
+    x_adv = pgd(model, x, y, eps, steps=20, norm=norm, generator=torch.Generator().manual_seed(0))
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+    dist = (x_adv - x).flatten(1).abs().amax(1) if norm == "linf" else (x_adv - x).flatten(1).norm(dim=1)
+    assert (dist <= eps + 1e-6).all()
+    if norm == "linf":
+        assert F.cross_entropy(model(x_adv), y) >= F.cross_entropy(model(fgsm(model, x, y, eps)), y) - 1e-6
+
+
+def test_pgd_eps_zero_is_identity_and_seeded():
+    model, x, y = _model_and_data()
+    assert torch.equal(pgd(model, x, y, 0.0), x)
+    a = pgd(model, x, y, 0.1, generator=torch.Generator().manual_seed(1))
+    b = pgd(model, x, y, 0.1, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+
+
+def test_attacks_leave_mode_and_parameter_grads_alone():
+    model, x, y = _model_and_data()
+    model.train()
+    fgsm(model, x, y, 0.1)
+    pgd(model, x, y, 0.1, steps=2)
+    assert model.training
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_attack_errors():
+    model, x, y = _model_and_data()
+    with pytest.raises(ValueError, match="eps"):
+        fgsm(model, x, y, -0.1)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        fgsm(model, x * 3, y, 0.1)
+    with pytest.raises(ValueError, match="norm"):
+        pgd(model, x, y, 0.1, norm="l1")
+
+
+def test_gradient_is_per_example_and_accuracy_under_attack():
+    model, x, y = _model_and_data()
+    full = input_gradient(model, x, y)
+    assert torch.allclose(full[:5], input_gradient(model, x[:5], y[:5]), atol=1e-6)
+    clean = accuracy_under(model, lambda a, b: a, x, y, batch_size=10)
+    assert clean == (model(x).argmax(1) == y).float().mean().item()
+    assert accuracy_under(model, lambda a, b: pgd(model, a, b, 0.3, steps=10), x, y) <= clean
