@@ -412,3 +412,18 @@ def test_repo_root_honours_genlens_root(repo: Path, tmp_path: Path, monkeypatch:
     with pytest.raises(RunError) as info:
         runner.repo_root()
     assert "GENLENS_ROOT" in one_line(info.value) and "nowhere" in str(info.value)
+
+
+def test_beside_recorded_adds_the_other_profile_column():
+    from genlens.report import Report, beside_recorded
+
+    report = Report("rethinking", "quick", 0, "cpu")
+    report.paper_vs_run("test accuracy (%)", "85.75", "Table 1", 96.44)
+    report.paper_vs_run("slowdown (x)", "small", "Fig. 1a", 7.0)
+    assert beside_recorded(report, None).startswith("No run")
+    recorded = {"profile": "full", "device": "NVIDIA H100", "date": "2026-11-23",
+                "paper_vs_run": [{"quantity": "test accuracy (%)", "run": "88.1"}]}
+    table = beside_recorded(report, recorded)
+    assert "full (NVIDIA H100, 2026-11-23)" in table.splitlines()[0]
+    assert "| test accuracy (%) | 85.75 | Table 1 | 96.4 | 88.1 |" in table
+    assert "| slowdown (x) | small | Fig. 1a | 7.0 | - |" in table

@@ -138,3 +138,19 @@ def load_results(path: str | Path) -> dict[str, Any] | None:
     """A results JSON, or None if the file is absent."""
     path = Path(path)
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def recorded_results(chapter: str, profile: str) -> dict[str, Any] | None:
+    """The committed results of `chapter` in `profile` (book/results/<profile>/<chapter>.json), if any."""
+    root = Path(os.environ.get("GENLENS_ROOT") or Path(__file__).resolve().parents[2])
+    return load_results(root / "book" / "results" / profile / f"{chapter}.json")
+
+
+def beside_recorded(report: Report, recorded: dict[str, Any] | None) -> str:
+    """The paper-vs-run table with a column for a recorded run of another profile (e.g. `full` on a GPU)."""
+    if not recorded:
+        return "No run of this profile has been recorded yet."
+    other = {row["quantity"]: row["run"] for row in recorded.get("paper_vs_run", [])}
+    label = f"{recorded['profile']} ({recorded['device']}, {recorded['date']})"
+    return markdown_table(["quantity", "paper", "source", f"this run ({report.profile})", label],
+                          [[r.quantity, r.paper, r.source, r.run, other.get(r.quantity, "-")] for r in report.rows])
