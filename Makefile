@@ -32,7 +32,7 @@ unit: $(STAMP)
 nbval: $(STAMP)
 	cache=$$(mktemp -d -t genlens-nbval.XXXXXX) && trap 'rm -rf "$$cache"' EXIT && \
 	  TQDM_DISABLE=1 GENLENS_CACHE=$$cache $(BIN)/python -m pytest -q -p no:cacheprovider \
-	  --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg book/chapters
+	  --nbval-lax --nbval-cell-timeout=3600 --nbval-sanitize-with tests/nbval_sanitize.cfg book/chapters
 
 bench: $(STAMP)
 	for f in bench/*.py; do $(BIN)/python $$f || exit 1; done
