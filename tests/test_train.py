@@ -403,3 +403,37 @@ def test_lr_schedules():
     step = TrainConfig(lr=1.0, schedule="step", lr_steps=(2, 5))
     assert [step.lr_at(e) for e in range(7)] == pytest.approx([1, 1, 0.1, 0.1, 0.1, 0.01, 0.01])
     assert TrainConfig(lr=0.3, schedule="step").lr_at(100) == 0.3
+
+
+def test_mixup_option_off_by_default_and_out_of_cache_keys(tmp_path):
+    """mixup is default-off; while off it leaves cache keys as before; when on it is repeatable."""
+    from dataclasses import asdict
+
+    from genlens.cache import Cache
+    from genlens.train import TrainConfig, train_cached
+
+    assert TrainConfig().mixup == 0.0
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 1, 8, 8, generator=g)
+    y = torch.randint(0, 3, (64,), generator=g)
+
+    class D:
+        x_train, y_train, x_test, y_test = x, y, x[:16], y[:16]
+
+    def build():
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
+
+    cache = Cache(tmp_path)
+    cfg = TrainConfig(epochs=2, batch_size=16, lr=0.1)
+    train_cached(build, D, cfg, spec={"t": 1}, cache=cache, progress=False)
+    old_spec = {"spec": {"t": 1}, "train": {k: v for k, v in asdict(cfg).items() if k != "mixup"},
+                "device": "cpu", "format": 1}
+    from genlens.cache import config_key
+
+    assert cache.load("models", config_key(old_spec)) is not None
+    mixed = TrainConfig(epochs=2, batch_size=16, lr=0.1, mixup=1.0)
+    _, h1 = train_cached(build, D, mixed, spec={"t": 1}, cache=Cache(tmp_path / "a"), progress=False)
+    _, h2 = train_cached(build, D, mixed, spec={"t": 1}, cache=Cache(tmp_path / "b"), progress=False)
+    _, h0 = train_cached(build, D, cfg, spec={"t": 1}, cache=cache, progress=False)
+    assert h1.train_loss == h2.train_loss and h1.train_loss != h0.train_loss

@@ -51,16 +51,18 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 # ----------------------------------------------------------------------------- MLP / CNN
 
 class MLP(nn.Module):
-    """Fully connected ReLU net on flattened ``(N, C, H, W)`` (or ``(N, in_features)``) input."""
+    """Fully connected ReLU (or ``activation="sigmoid"``) net on flattened ``(N, C, H, W)`` (or ``(N, in_features)``) input."""
 
     def __init__(self, in_features: int | None = None, hidden: Sequence[int] = (512,),
                  num_classes: int = 10, *, in_channels: int = 1, image_size: int = 28,
-                 dropout: float = 0.0, batchnorm: bool = False):
+                 dropout: float = 0.0, batchnorm: bool = False, activation: str = "relu"):
         super().__init__()
+        if activation not in ("relu", "sigmoid"):
+            raise ValueError(f"activation must be 'relu' or 'sigmoid', got {activation!r}")
         d = in_features if in_features is not None else in_channels * image_size * image_size
         layers: list[nn.Module] = [nn.Flatten()]
         for h in hidden:
-            layers += [nn.Linear(d, h)] + ([nn.BatchNorm1d(h)] if batchnorm else []) + [nn.ReLU(inplace=True)]
+            layers += [nn.Linear(d, h)] + ([nn.BatchNorm1d(h)] if batchnorm else []) + [nn.ReLU(inplace=True) if activation == "relu" else nn.Sigmoid()]
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             d = h

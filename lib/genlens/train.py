@@ -43,6 +43,8 @@ class TrainConfig:
     stop_at_train_acc: float | None = None  # stop once an epoch's train accuracy reaches this
     exact_train_metrics: bool = False  # record train loss/accuracy of the whole set in eval mode after
     # each epoch (one extra forward pass) instead of the running average over the epoch's batches
+    mixup: float = 0.0  # mixup (Zhang et al. 2018) with lambda ~ Beta(mixup, mixup) per batch and an in-batch
+    # permutation, as in HaohanWang/HFC (Beta(1, 1)); 0 = off. Left out of cache keys while 0.
 
     def lr_at(self, epoch: int) -> float:
         """Learning rate used during `epoch` (0-based)."""
@@ -104,6 +106,16 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 4, fli
     b = torch.arange(B, device=x.device)[:, None, None]
     out = padded.permute(0, 2, 3, 1)[b, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
     return out.permute(0, 3, 1, 2).contiguous()
+
+
+def _mixup_draw(alpha: float, batch: int, generator: torch.Generator,
+                device: torch.device) -> tuple[float, torch.Tensor]:
+    """lambda ~ Beta(alpha, alpha) (from two Gamma draws on the global RNG, reseeded each epoch) and a
+    permutation of the batch drawn from `generator`."""
+    a = torch.tensor([float(alpha), float(alpha)])
+    g1, g2 = torch._standard_gamma(a).tolist()
+    partner = torch.randperm(batch, generator=generator).to(device)
+    return g1 / (g1 + g2), partner
 
 
 def _autocast(device: torch.device):
@@ -195,11 +207,16 @@ def train(
             if perturb is not None:
                 xb = perturb(model, xb, yb)
                 model.train()
+            if config.mixup > 0:
+                lam, partner = _mixup_draw(config.mixup, len(idx), gen, device)
+                xb = lam * xb + (1 - lam) * xb[partner]
             if device.type == "cuda":
                 xb = xb.contiguous(memory_format=torch.channels_last)
             with _autocast(device):
                 logits = model(xb)
                 loss = F.cross_entropy(logits.float(), yb)
+                if config.mixup > 0:  # cross-entropy against the mixed one-hot targets
+                    loss = lam * loss + (1 - lam) * F.cross_entropy(logits.float(), yb[partner])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -255,7 +272,10 @@ def train_cached(
     """
     cache = cache or Cache()
     device = data.x_train.device
-    full_spec = {"spec": dict(spec), "train": asdict(config), "device": device.type, "format": 1}
+    train_spec = asdict(config)
+    if train_spec.get("mixup") == 0.0:  # options added later stay out of the key while off
+        del train_spec["mixup"]
+    full_spec = {"spec": dict(spec), "train": train_spec, "device": device.type, "format": 1}
     key = config_key(full_spec)
     model = build_model().to(device)
     with cache.lock("models", key):

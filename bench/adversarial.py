@@ -1,0 +1,84 @@
+"""Benchmark of genlens.attacks against torchattacks (PGD) and of batched vs per-image L-BFGS-B.
+
+Run in the project's venv: `python bench/adversarial.py`. Both sides run in this process on the same
+model and inputs after a warm-up; each time is the best of `--repeats` runs. Checks that the two
+sides agree, and prints as its last line `speedup: <torchattacks PGD time / genlens PGD time>`.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torchattacks
+
+from genlens import attacks, data
+from genlens.randomization import train_randomized
+from genlens.train import TrainConfig
+
+
+def best_time(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--lbfgs-images", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    images = data.load("mnist5k", torch.device("cpu"))
+    cfg = TrainConfig(epochs=30, batch_size=64, lr=0.05, weight_decay=1e-5, seed=0)  # the chapter's FC100-100-10
+    net, _, _ = train_randomized(images, "true", cfg, model="mlp",
+                                 model_kwargs={"hidden": [100, 100], "activation": "sigmoid"})
+    x, y = images.x_test[: args.images], images.y_test[: args.images]
+    eps, steps = 0.3, 40
+    alpha = 2.5 * eps / steps
+
+    # PGD, L-inf, eps 0.3, 40 steps. Without random start both must return the same images.
+    same = (attacks.pgd(net, x, y, eps, steps, alpha=alpha, random_start=False)
+            - torchattacks.PGD(net, eps=eps, alpha=alpha, steps=steps, random_start=False)(x, y)).abs().max().item()
+    gen = torch.Generator().manual_seed(0)
+    ours = lambda: attacks.pgd(net, x, y, eps, steps, alpha=alpha, generator=gen)  # noqa: E731
+    peer = torchattacks.PGD(net, eps=eps, alpha=alpha, steps=steps, random_start=True)
+    theirs = lambda: peer(x, y)  # noqa: E731
+    acc_ours = (net(ours()).argmax(1) == y).float().mean().item()
+    acc_theirs = (net(theirs()).argmax(1) == y).float().mean().item()
+    t_ours, t_theirs = best_time(ours, args.repeats), best_time(theirs, args.repeats)
+    print(f"PGD eps={eps} steps={steps} on {len(x)} images: genlens {t_ours:.3f} s, torchattacks {t_theirs:.3f} s, "
+          f"ratio genlens/torchattacks {t_ours / t_theirs:.2f}")
+    print(f"  agreement: max |difference| without random start {same:.1e}; "
+          f"accuracy under attack genlens {acc_ours:.3f}, torchattacks {acc_theirs:.3f}")
+    assert same < 1e-5 and abs(acc_ours - acc_theirs) <= 0.02, "genlens and torchattacks PGD disagree"
+
+    # L-BFGS-B: all images as one separable problem vs one scipy call per image.
+    n = args.lbfgs_images
+    xl, yl = images.x_test[:n], images.y_test[:n]
+    target = (yl + 1) % images.num_classes
+    kw = dict(c_init=0.1, search_steps=3, max_iter=30)
+    attacks.lbfgs(net, xl[:2], target[:2], **kw)  # warm-up
+    t0 = time.perf_counter()
+    batched = attacks.lbfgs(net, xl, target, **kw)
+    t_batched = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    single = attacks.lbfgs(net, xl, target, batched=False, **kw)
+    t_single = time.perf_counter() - t0
+    ok_b = (net(batched).argmax(1) == target).float().mean().item()
+    ok_s = (net(single).argmax(1) == target).float().mean().item()
+    d_b, d_s = attacks.distortion(xl, batched).mean().item(), attacks.distortion(xl, single).mean().item()
+    print(f"L-BFGS-B on {n} images: batched {t_batched:.2f} s, one at a time {t_single:.2f} s, "
+          f"speedup {t_single / t_batched:.1f}x")
+    print(f"  agreement: success batched {ok_b:.2f} vs single {ok_s:.2f}; mean distortion {d_b:.4f} vs {d_s:.4f}")
+    assert abs(ok_b - ok_s) <= 0.05 and abs(d_b - d_s) <= 0.2 * d_s, "batched and per-image L-BFGS-B disagree"
+    print(f"speedup: {t_theirs / t_ours:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,277 @@
+"""Low- and high-frequency components of images, and smoothing of convolution kernels.
+
+Wang, Wu, Huang and Xing, "High-frequency Component Helps Explain the Generalization of
+Convolutional Neural Networks", CVPR 2020 (arXiv:1905.13545); code HaohanWang/HFC.
+
+The split follows the paper's ``utility/frequencyHelper.py``: per channel, the centred 2-D spectrum
+``F = fftshift(fft2(x))`` is multiplied by a binary disk ``M_r`` (1 where the distance of the bin to
+the centre is *strictly* below ``r``), and
+
+    low  = real(ifft2(ifftshift(F * M_r))),   high = real(ifft2(ifftshift(F * (1 - M_r)))),
+
+so ``low + high = x``. The centre is the zero-frequency bin of the shifted spectrum, ``(H // 2, W // 2)``,
+which is the paper's ``(H / 2, H / 2)`` for its square, even-sized images. The disk is symmetric under
+``k -> -k``, so both parts are real (``np.real`` in the paper's code drops round-off only); they are
+computed either with the real-input FFT or, faster on small images, as matrix products in the real
+Fourier basis. The chapter ``hfc`` shows it.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["radial_mask", "split", "low_pass", "LowPass", "rescale_max", "smooth_kernels", "lowpass_kernels",
+           "kernel_roughness", "first_conv", "with_smoothed_kernels",
+           "band_predictions", "band_accuracy", "band_tracker"]
+
+
+def _check_images(images: torch.Tensor, radius: float) -> None:
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"images must be a tensor (N, C, H, W), got {shape}")
+    if not images.is_floating_point():
+        raise TypeError(f"images must be floating point, got {images.dtype}")
+    if radius < 0:
+        raise ValueError(f"radius must be >= 0, got {radius}")
+
+
+def _inside(fy: torch.Tensor, fx: torch.Tensor, radius: float) -> torch.Tensor:
+    """sqrt(fy^2 + fx^2) < radius in float64, the paper's test (a bin exactly at the radius is high)."""
+    return torch.sqrt(fy.double() ** 2 + fx.double() ** 2) < radius
+
+
+def radial_mask(height: int, width: int, radius: float, *, device: torch.device | str | None = None,
+                centered: bool = True) -> torch.Tensor:
+    """The paper's low-pass disk: (H, W) bool, True where the bin's distance to the centre is < radius.
+
+    centered=True gives the mask for the fftshift-ed spectrum (centre at (H // 2, W // 2), as drawn in
+    the paper); centered=False gives it in the unshifted layout of ``torch.fft.fft2``. Distances are in
+    frequency bins (cycles per image).
+    """
+    fy = torch.fft.fftfreq(height, d=1.0 / height, device=device, dtype=torch.float64)  # (H,) integer frequencies
+    fx = torch.fft.fftfreq(width, d=1.0 / width, device=device, dtype=torch.float64)  # (W,)
+    mask = _inside(fy[:, None], fx[None, :], radius)  # (H, W), unshifted layout
+    return torch.fft.fftshift(mask) if centered else mask
+
+
+def _half_mask(height: int, width: int, radius: float, device: torch.device) -> torch.Tensor:
+    """The disk on the half-spectrum of ``rfft2``: (H, W // 2 + 1) bool."""
+    fy = torch.fft.fftfreq(height, d=1.0 / height, device=device, dtype=torch.float64)  # (H,)
+    fx = torch.fft.rfftfreq(width, d=1.0 / width, device=device, dtype=torch.float64)  # (W // 2 + 1,)
+    return _inside(fy[:, None], fx[None, :], radius)
+
+
+def _real_dft_basis(n: int, radius: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Orthonormal real Fourier basis of length-n signals, columns with frequency |f| < radius only.
+
+    Returns (basis (n, k) float64, frequencies (k,) float64): a cosine for every 0 <= f <= n/2 and a
+    sine for every 0 < f < n/2, each normalized, in order of frequency.
+    """
+    t = torch.arange(n, dtype=torch.float64)
+    freqs = torch.arange(n // 2 + 1, dtype=torch.float64)
+    freqs = freqs[freqs < radius]
+    cos = torch.cos(2 * torch.pi * freqs[None, :] * t[:, None] / n)  # (n, k_cos)
+    has_sin = (freqs > 0) & (freqs < n / 2)
+    sin = torch.sin(2 * torch.pi * freqs[has_sin][None, :] * t[:, None] / n)  # (n, k_sin)
+    basis = torch.cat([cos, sin], 1)
+    return basis / basis.norm(dim=0), torch.cat([freqs, freqs[has_sin]])
+
+
+def _low_pass_gemm(images: torch.Tensor, radius: float) -> torch.Tensor:
+    """The same filter as four matrix products in the separable real Fourier basis.
+
+    A product of a cosine or sine of row frequency f_y and one of column frequency f_x is a sum of the
+    2-D waves (f_y, f_x) and (f_y, -f_x), which lie at the same distance from the zero frequency; so the
+    disk is diagonal in this basis: low = B_H (K * (B_H^T x B_W)) B_W^T, with K the 0/1 disk on the
+    coefficients and B_H, B_W truncated to the frequencies below the radius.
+    """
+    N, C, H, W = images.shape
+    bh, fh = _real_dft_basis(H, radius)  # (H, kh)
+    bw, fw = _real_dft_basis(W, radius)  # (W, kw)
+    kh, kw = bh.shape[1], bw.shape[1]
+    if kh == 0 or kw == 0:
+        return torch.zeros_like(images)
+    keep = _inside(fh[:, None], fw[None, :], radius).T  # (kw, kh)
+    bh, bw = bh.to(images), bw.to(images)
+    keep = keep.to(images)
+    y = (images.reshape(-1, W) @ bw).reshape(N * C, H, kw)  # (NC, H, kw): rows transformed
+    y = y.transpose(1, 2).reshape(-1, H) @ bh  # (NC*kw, kh): columns transformed
+    y = y.reshape(N * C, kw, kh) * keep  # (NC, kw, kh): the disk
+    y = (y.reshape(-1, kh) @ bh.T).reshape(N * C, kw, H)  # (NC, kw, H)
+    y = y.transpose(1, 2).reshape(-1, kw) @ bw.T  # (NC*H, W)
+    return y.reshape(N, C, H, W)
+
+
+def _low_pass_fft(images: torch.Tensor, radius: float) -> torch.Tensor:
+    """The filter with the real-input FFT: irfft2(rfft2(x) * disk)."""
+    N, C, H, W = images.shape
+    spectrum = torch.fft.rfft2(images)  # (N, C, H, W // 2 + 1), complex
+    mask = _half_mask(H, W, radius, images.device)  # (H, W // 2 + 1)
+    return torch.fft.irfft2(spectrum * mask, s=(H, W)).to(images.dtype)
+
+
+def low_pass(images: torch.Tensor, radius: float, *, method: Literal["auto", "fft", "gemm"] = "auto") -> torch.Tensor:
+    """The low-frequency part of `images` (N, C, H, W): frequencies at distance < radius kept. Differentiable.
+
+    method "fft" uses rfft2/irfft2; "gemm" four matrix products in the real Fourier basis, which is
+    faster on small images (both give the same result up to round-off); "auto" picks "gemm" for images
+    of at most 64x64 pixels and "fft" above.
+    """
+    _check_images(images, radius)
+    if method not in ("auto", "fft", "gemm"):
+        raise ValueError(f"method must be 'auto', 'fft' or 'gemm', got {method!r}")
+    if method == "auto":
+        method = "gemm" if max(images.shape[-2:]) <= 64 else "fft"
+    return _low_pass_gemm(images, radius) if method == "gemm" else _low_pass_fft(images, radius)
+
+
+def split(images: torch.Tensor, radius: float, *, method: Literal["auto", "fft", "gemm"] = "auto"
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(low, high) frequency components of `images` (N, C, H, W), per channel, batched on their device.
+
+    low keeps the spectrum inside the disk of `radius` bins around the zero frequency, high the rest;
+    low + high == images. radius 0 gives (0, images); a radius beyond the spectrum's corner,
+    sqrt((H/2)^2 + (W/2)^2), gives (images, 0). method: see `low_pass`.
+    """
+    low = low_pass(images, radius, method=method)
+    return low, images - low
+
+
+class LowPass(nn.Module):
+    """``x -> low_pass(x, radius)`` as a layer, e.g. a low-pass input filter before a classifier."""
+
+    def __init__(self, radius: float):
+        super().__init__()
+        if radius < 0:
+            raise ValueError(f"radius must be >= 0, got {radius}")
+        self.radius = float(radius)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return low_pass(x, self.radius)
+
+    def extra_repr(self) -> str:
+        return f"radius={self.radius}"
+
+
+def rescale_max(images: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Divide each image by its maximum over (C, H, W), as the paper's code does before a model sees a
+    low- or high-frequency image (``td[i] / max(td[i])``). Images whose maximum is <= eps are left as is."""
+    peak = images.flatten(1).amax(dim=1)  # (N,)
+    peak = torch.where(peak > eps, peak, torch.ones_like(peak))
+    return images / peak.view(-1, *[1] * (images.ndim - 1))
+
+
+# ----------------------------------------------------------------------------- kernels
+
+def smooth_kernels(weight: torch.Tensor, rho: float) -> torch.Tensor:
+    """The paper's kernel smoothing: each (out, in) slice of a conv weight (O, I, k, k) is convolved with
+    the 3x3 mask [[rho, rho, rho], [rho, 1, rho], [rho, rho, rho]] ('same' size, symmetric boundary, as
+    scipy's ``convolve2d(..., boundary='symm', mode='same')`` in ``generateSmoothKernel``). rho=0 is the
+    identity. Returns a new tensor of the same shape.
+    """
+    if weight.ndim != 4:
+        raise ValueError(f"weight must be a conv weight (O, I, kH, kW), got shape {tuple(weight.shape)}")
+    O, I, kH, kW = weight.shape
+    mask = torch.full((3, 3), float(rho), dtype=weight.dtype, device=weight.device)
+    mask[1, 1] = 1.0
+    slices = weight.reshape(O * I, 1, kH, kW)  # (O*I, 1, kH, kW)
+    padded = F.pad(slices, (1, 1, 1, 1), mode="replicate")  # symmetric padding of width 1 = edge copy
+    return F.conv2d(padded, mask.view(1, 1, 3, 3)).reshape(O, I, kH, kW)
+
+
+def lowpass_kernels(weight: torch.Tensor, radius: float) -> torch.Tensor:
+    """Low-pass filter each (out, in) slice of a conv weight (O, I, k, k) in the frequency domain with the
+    disk of `radius` bins (for a 3x3 kernel: radius <= 1 keeps the mean only, radius in (1, 1.42] the mean
+    and the four nearest frequencies)."""
+    if weight.ndim != 4:
+        raise ValueError(f"weight must be a conv weight (O, I, kH, kW), got shape {tuple(weight.shape)}")
+    return low_pass(weight, radius)
+
+
+def kernel_roughness(weight: torch.Tensor) -> float:
+    """How rough the kernels of a conv layer are: mean over its (out, in) slices of
+    sum of squared differences between horizontally and vertically adjacent weights / sum of squared weights.
+
+    0 for constant kernels; 16/3 for a 3x3 checkerboard of +-1; larger means less smooth. Slices that are
+    all zero are skipped. weight: (O, I, kH, kW).
+    """
+    if weight.ndim != 4:
+        raise ValueError(f"weight must be a conv weight (O, I, kH, kW), got shape {tuple(weight.shape)}")
+    w = weight.detach().double().flatten(0, 1)  # (O*I, kH, kW)
+    diffs = (w[:, 1:, :] - w[:, :-1, :]).pow(2).sum((1, 2)) + (w[:, :, 1:] - w[:, :, :-1]).pow(2).sum((1, 2))
+    energy = w.pow(2).sum((1, 2))  # (O*I,)
+    keep = energy > 0
+    return float((diffs[keep] / energy[keep]).mean()) if keep.any() else 0.0
+
+
+def first_conv(model: nn.Module) -> nn.Conv2d:
+    """The first ``nn.Conv2d`` of `model` in module order (the layer the paper smooths)."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            return module
+    raise ValueError(f"model {type(model).__name__} has no Conv2d layer")
+
+
+def with_smoothed_kernels(model: nn.Module, method: Literal["rho", "lowpass"], value: float,
+                          layers: Literal["first", "all"] = "first") -> nn.Module:
+    """A copy of `model` whose conv kernels are smoothed: method "rho" is `smooth_kernels(w, value)`,
+    "lowpass" is `lowpass_kernels(w, value)`. layers="first" smooths the first conv only, as the paper's
+    code does; "all" smooths every conv with kernels larger than 1x1. The original is not changed."""
+    if method not in ("rho", "lowpass"):
+        raise ValueError(f"method must be 'rho' or 'lowpass', got {method!r}")
+    if layers not in ("first", "all"):
+        raise ValueError(f"layers must be 'first' or 'all', got {layers!r}")
+    smoothed = copy.deepcopy(model)
+    convs = [first_conv(smoothed)] if layers == "first" else [
+        m for m in smoothed.modules() if isinstance(m, nn.Conv2d) and m.kernel_size != (1, 1)]
+    fn = smooth_kernels if method == "rho" else lowpass_kernels
+    with torch.no_grad():
+        for conv in convs:
+            conv.weight.copy_(fn(conv.weight, value))
+    return smoothed
+
+
+# ----------------------------------------------------------------------------- accuracy on the two parts
+
+@torch.no_grad()
+def band_predictions(model: nn.Module, images: torch.Tensor, radius: float, *, rescale: bool = True,
+                     batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax probabilities (N, K) of `model` (in eval mode) on the low- and high-frequency parts of
+    `images` (N, C, H, W) at `radius`, each part divided by its per-image maximum first when `rescale`
+    (as the paper's code does). The model's mode is restored."""
+    from .train import predict
+
+    low, high = split(images, radius)
+    if rescale:
+        low, high = rescale_max(low), rescale_max(high)
+    return (predict(model, low, batch_size).softmax(1), predict(model, high, batch_size).softmax(1))
+
+
+def band_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, radius: float, *,
+                  rescale: bool = True) -> tuple[float, float]:
+    """(accuracy on the low-frequency part, accuracy on the high-frequency part) at `radius`."""
+    p_low, p_high = band_predictions(model, images, radius, rescale=rescale)
+    return ((p_low.argmax(1) == labels).float().mean().item(), (p_high.argmax(1) == labels).float().mean().item())
+
+
+def band_tracker(images: torch.Tensor, labels: torch.Tensor, radii: list[float], *, prefix: str = "",
+                 rescale: bool = True):
+    """A `train` callback that appends, after each epoch, the accuracy on the low and high parts of
+    (images, labels) at each radius to ``history.extra[f"{prefix}low_{r}"]`` and ``[f"{prefix}high_{r}"]``."""
+    parts = {r: split(images, r) for r in radii}
+    if rescale:
+        parts = {r: (rescale_max(lo), rescale_max(hi)) for r, (lo, hi) in parts.items()}
+
+    def callback(epoch: int, model: nn.Module, history) -> None:
+        from .train import predict
+
+        for r, (lo, hi) in parts.items():
+            for name, x in (("low", lo), ("high", hi)):
+                acc = (predict(model, x).argmax(1) == labels).float().mean().item()
+                history.extra.setdefault(f"{prefix}{name}_{r:g}", []).append(acc)
+
+    return callback

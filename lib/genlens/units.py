@@ -1,0 +1,130 @@
+"""Unit analysis and layer stability (Szegedy et al., ICLR 2014, Sections 3 and 4.3).
+
+Section 3 asks whether the single units of a hidden layer mean more than arbitrary directions of the
+same layer: for a direction v of the layer's activation space phi(x), it finds the held-out images
+that maximize <phi(x), v>, for natural-basis directions v = e_i (one unit) and for random ones.
+Section 4.3 bounds how far a perturbation can move each layer's output: the upper Lipschitz constant
+of a linear layer is its operator norm (largest singular value), and the network's is at most the
+product over layers.
+
+Activations are read with forward hooks, so any module of any model can be probed; the model's
+train/eval mode is left as found and nothing is differentiated.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@torch.no_grad()
+def layer_activations(model: nn.Module, layer: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Output of `layer` (a submodule of `model`) for inputs x (N, ...), flattened to (N, D) float32."""
+    if not any(m is layer for m in model.modules()):
+        raise ValueError(f"layer must be a submodule of model, got {type(layer).__name__}")
+    outputs: list[torch.Tensor] = []
+    handle = layer.register_forward_hook(lambda _m, _inp, out: outputs.append(out.detach().flatten(1).float().clone()))
+    try:
+        for i in range(0, len(x), batch_size):
+            model(x[i : i + batch_size])
+    finally:
+        handle.remove()
+    return torch.cat(outputs)
+
+
+def natural_directions(dim: int, units: list[int] | torch.Tensor) -> torch.Tensor:
+    """Basis vectors e_u of R^dim for the given unit indices. -> (len(units), dim)."""
+    units = torch.as_tensor(units, dtype=torch.long)
+    if units.numel() and (units.min() < 0 or units.max() >= dim):
+        raise ValueError(f"units must lie in [0, {dim}), got {units.tolist()}")
+    return torch.eye(dim)[units]
+
+
+def random_directions(dim: int, n: int, generator: torch.Generator) -> torch.Tensor:
+    """n directions drawn uniformly on the unit sphere of R^dim (normalized Gaussians). -> (n, dim)."""
+    v = torch.randn(n, dim, generator=generator)
+    return v / v.norm(dim=1, keepdim=True)
+
+
+def top_images(activations: torch.Tensor, directions: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the k images with the largest <phi(x), v>, best first, for each direction v.
+
+    activations: (N, D); directions: (M, D). -> (M, k) int64.
+    """
+    if activations.shape[1] != directions.shape[1]:
+        raise ValueError(f"directions must have {activations.shape[1]} columns, got {tuple(directions.shape)}")
+    scores = directions.to(activations) @ activations.T  # (M, N)
+    return scores.topk(k, dim=1).indices
+
+
+def label_purity(indices: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Share of each row's images that carry the row's most common label. indices (M, k) -> (M,) in (0, 1]."""
+    rows = labels[indices]  # (M, k)
+    counts = torch.nn.functional.one_hot(rows, int(labels.max()) + 1).sum(1)  # (M, classes)
+    return counts.max(1).values.float() / indices.shape[1]
+
+
+@dataclass
+class UnitAnalysis:
+    """Top images of natural-basis and random directions of one layer.
+
+    natural_top, random_top: (M, k) indices into the probed images; *_purity: (M,) label purity of
+    those top-k images; natural, random: the directions (M, D).
+    """
+
+    natural: torch.Tensor
+    random: torch.Tensor
+    natural_top: torch.Tensor
+    random_top: torch.Tensor
+    natural_purity: torch.Tensor
+    random_purity: torch.Tensor
+
+
+def unit_analysis(model: nn.Module, layer: nn.Module, x: torch.Tensor, y: torch.Tensor, *, units: list[int],
+                  n_random: int, k: int, generator: torch.Generator) -> UnitAnalysis:
+    """Top-k images of x (N, ...) for the given units and for n_random random directions of `layer`."""
+    acts = layer_activations(model, layer, x)
+    natural = natural_directions(acts.shape[1], units)
+    rand = random_directions(acts.shape[1], n_random, generator)
+    nat_top, rand_top = top_images(acts, natural, k), top_images(acts, rand, k)
+    y = y.to(nat_top.device)
+    return UnitAnalysis(natural, rand, nat_top, rand_top, label_purity(nat_top, y), label_purity(rand_top, y))
+
+
+_ONE_LIPSCHITZ = (nn.ReLU, nn.Flatten, nn.Identity, nn.Dropout, nn.MaxPool2d, nn.LeakyReLU, nn.Tanh)
+
+
+def lipschitz_bounds(model: nn.Module) -> dict[str, float]:
+    """Upper Lipschitz constant (L2 to L2) of each leaf module of a fully connected model, in order.
+
+    Linear: its operator norm ||W||_2 (largest singular value); Sigmoid: 1/4 (its steepest slope);
+    ReLU, Tanh, max-pool, flatten, dropout (in eval mode): 1. The product of all values bounds the
+    whole network: ||f(x + r) - f(x)|| <= prod * ||r||. Raises ValueError for other modules with
+    parameters (e.g. Conv2d, whose norm depends on the input size).
+    """
+    bounds: dict[str, float] = {}
+    for name, module in model.named_modules():
+        if list(module.children()):
+            continue
+        if isinstance(module, nn.Linear):
+            bounds[name] = torch.linalg.matrix_norm(module.weight.detach().double(), ord=2).item()
+        elif isinstance(module, nn.Sigmoid):
+            bounds[name] = 0.25
+        elif isinstance(module, _ONE_LIPSCHITZ) or not any(True for _ in module.parameters()):
+            bounds[name] = 1.0
+        else:
+            raise ValueError(f"lipschitz_bounds supports Linear and parameter-free layers, got {type(module).__name__} ({name})")
+    return bounds
+
+
+def amplification(model: nn.Module, x: torch.Tensor, x_perturbed: torch.Tensor) -> torch.Tensor:
+    """Per-image gain ||f(x') - f(x)|| / ||x' - x|| of the logits f (L2 norms): (N,), in eval mode.
+
+    Section 4.3 of Szegedy et al. (2014) bounds it by the product of the layers' Lipschitz constants
+    (`lipschitz_bounds`).
+    """
+    from .train import predict
+
+    change = (predict(model, x_perturbed) - predict(model, x)).norm(dim=1)  # (N,)
+    return change / (x_perturbed - x).flatten(1).norm(dim=1).clamp_min(1e-12)

@@ -1,0 +1,144 @@
+"""genlens.fourier against a per-image numpy reference written like the paper's frequencyHelper.py."""
+import numpy as np
+import pytest
+import torch
+from scipy import signal
+
+from genlens import fourier
+
+
+def reference_split(images: np.ndarray, r: float) -> tuple[np.ndarray, np.ndarray]:
+    """HaohanWang/HFC style: per image and channel, fftshift(fft2), disk mask with strict <, ifft2, real."""
+    N, C, H, W = images.shape
+    mask = np.zeros((H, W))
+    for i in range(H):
+        for j in range(W):
+            mask[i, j] = 1.0 if np.sqrt((i - H // 2) ** 2 + (j - W // 2) ** 2) < r else 0.0
+    low, high = np.zeros_like(images), np.zeros_like(images)
+    for n in range(N):
+        for c in range(C):
+            fd = np.fft.fftshift(np.fft.fft2(images[n, c]))
+            low[n, c] = np.real(np.fft.ifft2(np.fft.ifftshift(fd * mask)))
+            high[n, c] = np.real(np.fft.ifft2(np.fft.ifftshift(fd * (1 - mask))))
+    return low, high
+
+
+@pytest.mark.parametrize("method", ["fft", "gemm"])
+@pytest.mark.parametrize("shape", [(3, 3, 32, 32), (2, 1, 28, 28), (2, 2, 9, 12)])
+@pytest.mark.parametrize("r", [0.5, 4, 7.5, 12])
+def test_split_matches_numpy_reference(shape, r, method):
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    low, high = fourier.split(x, r, method=method)
+    ref_low, ref_high = reference_split(x.numpy(), r)
+    np.testing.assert_allclose(low.numpy(), ref_low, atol=1e-12)
+    np.testing.assert_allclose(high.numpy(), ref_high, atol=1e-12)
+
+
+def test_low_plus_high_is_image_float32():
+    x = torch.rand(5, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    low, high = fourier.split(x, 6)
+    assert low.dtype == torch.float32 and low.shape == x.shape
+    torch.testing.assert_close(low + high, x, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("method", ["fft", "gemm"])
+def test_trivial_radii(method):
+    x = torch.rand(2, 3, 28, 28, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    low, high = fourier.split(x, 0, method=method)
+    assert low.abs().max() == 0 and torch.equal(high, x)
+    corner = (14**2 + 14**2) ** 0.5
+    low, high = fourier.split(x, corner + 1e-6, method=method)
+    torch.testing.assert_close(low, x, atol=1e-12, rtol=0)
+    assert high.abs().max() < 1e-12
+
+
+@pytest.mark.parametrize("method", ["fft", "gemm"])
+@pytest.mark.parametrize("ky, kx", [(0, 3), (2, 2), (5, 0), (6, 7), (16, 5)])
+def test_sinusoid_lands_on_its_side(ky, kx, method):
+    H = W = 32
+    i, j = torch.meshgrid(torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64), indexing="ij")
+    wave = torch.cos(2 * torch.pi * (ky * i / H + kx * j / W) + 0.3)[None, None]  # (1, 1, H, W)
+    dist = (ky**2 + kx**2) ** 0.5
+    low, high = fourier.split(wave, dist + 0.01, method=method)  # strictly inside: all low
+    torch.testing.assert_close(low, wave, atol=1e-12, rtol=0)
+    low, high = fourier.split(wave, dist, method=method)  # strict <: a bin at exactly r is high
+    torch.testing.assert_close(high, wave, atol=1e-12, rtol=0)
+    assert low.abs().max() < 1e-12
+
+
+def test_radial_mask_counts_match_paper_masks():
+    # bins kept by HFC's mask_radial on 32x32 (strict <, centre (16, 16)), counted from its code
+    counts = {4: 45, 8: 193, 12: 437, 16: 793, 20: 995, 24: 1024}
+    for r, n in counts.items():
+        assert int(fourier.radial_mask(32, 32, r).sum()) == n
+    centred = fourier.radial_mask(32, 32, 1)
+    assert centred[16, 16] and centred.sum() == 1
+    assert fourier.radial_mask(32, 32, 1, centered=False)[0, 0]
+
+
+def test_lowpass_module_is_differentiable_and_keeps_device():
+    x = torch.rand(2, 1, 28, 28, requires_grad=True)
+    out = fourier.LowPass(5)(x)
+    out.sum().backward()
+    assert x.grad is not None and out.device == x.device
+    # the sum only sees the zero frequency, which the filter keeps: gradient is all ones
+    torch.testing.assert_close(x.grad, torch.ones_like(x), atol=1e-5, rtol=0)
+
+
+def test_rescale_max():
+    x = torch.stack([torch.full((1, 2, 2), 0.5), torch.zeros(1, 2, 2)])
+    out = fourier.rescale_max(x)
+    assert torch.equal(out[0], torch.ones(1, 2, 2)) and torch.equal(out[1], x[1])
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.1, 0.5, 1.0])
+def test_smooth_kernels_matches_scipy(rho):
+    w = torch.randn(4, 3, 3, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    mask = np.full((3, 3), rho)
+    mask[1, 1] = 1
+    ref = np.stack([[signal.convolve2d(w[o, i].numpy(), mask, boundary="symm", mode="same") for i in range(3)]
+                    for o in range(4)])
+    np.testing.assert_allclose(fourier.smooth_kernels(w, rho).numpy(), ref, atol=1e-12)
+
+
+def test_lowpass_kernels_radius_one_keeps_the_mean():
+    w = torch.randn(2, 2, 3, 3, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    out = fourier.lowpass_kernels(w, 1.0)
+    torch.testing.assert_close(out, w.mean((2, 3), keepdim=True).expand_as(w), atol=1e-12, rtol=0)
+
+
+def test_kernel_roughness_closed_forms():
+    assert fourier.kernel_roughness(torch.ones(2, 1, 3, 3)) == 0.0
+    checker = torch.tensor([[1.0, -1, 1], [-1, 1, -1], [1, -1, 1]]).view(1, 1, 3, 3)
+    assert fourier.kernel_roughness(checker) == pytest.approx(48 / 9)
+    w = torch.randn(8, 4, 3, 3, generator=torch.Generator().manual_seed(5))
+    assert fourier.kernel_roughness(fourier.smooth_kernels(w, 1.0)) < fourier.kernel_roughness(w)
+
+
+def test_with_smoothed_kernels_copies_and_smooths_first_conv():
+    from genlens.models import SmallCNN
+
+    torch.manual_seed(0)
+    net = SmallCNN(width=4)
+    before = [p.clone() for p in net.parameters()]
+    out = fourier.with_smoothed_kernels(net, "rho", 0.5)
+    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
+    torch.testing.assert_close(fourier.first_conv(out).weight, fourier.smooth_kernels(fourier.first_conv(net).weight, 0.5))
+    convs = [m for m in out.modules() if isinstance(m, torch.nn.Conv2d)]
+    orig = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert torch.equal(convs[1].weight, orig[1].weight)
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="images must be a tensor"):
+        fourier.split(torch.rand(3, 28, 28), 4)
+    with pytest.raises(ValueError, match="radius must be >= 0"):
+        fourier.split(torch.rand(1, 1, 8, 8), -1)
+    with pytest.raises(TypeError, match="floating point"):
+        fourier.split(torch.zeros(1, 1, 8, 8, dtype=torch.long), 2)
+    with pytest.raises(ValueError, match="method must be 'auto'"):
+        fourier.split(torch.rand(1, 1, 8, 8), 2, method="dct")
+    with pytest.raises(ValueError, match="method must be"):
+        fourier.with_smoothed_kernels(torch.nn.Conv2d(1, 1, 3), "blur", 1.0)
+    with pytest.raises(ValueError, match="conv weight"):
+        fourier.smooth_kernels(torch.rand(3, 3), 0.1)

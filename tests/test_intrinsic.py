@@ -1,0 +1,180 @@
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from genlens import intrinsic as I
+from genlens.models import build_for
+
+
+def _gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def _dense_twonn(x: np.ndarray, fraction: float = 0.9):
+    """Oracle: the paper's rule written from its description, on a full float64 scipy distance matrix."""
+    from scipy.spatial.distance import pdist, squareform
+
+    dist = squareform(pdist(x.astype(np.float64)))
+    np.fill_diagonal(dist, np.inf)
+    two = np.sort(dist, axis=1)[:, :2]
+    r1, r2 = two[:, 0], two[:, 1]
+    drop = (r1 == 0) | (r1 == r2)
+    mu = np.sort(r2[~drop] / r1[~drop])
+    n = len(mu)
+    xs = np.log(mu)[: n - 2][: int(np.floor(n * fraction))]
+    ys = -np.log(1 - np.arange(1, n - 1) / n)[: len(xs)]
+    return float(xs @ ys / (xs @ xs)), int((r1 == 0).sum()), int(((r1 == r2) & (r1 > 0)).sum())
+
+
+def _rotate(points: torch.Tensor, dim: int, gen) -> torch.Tensor:
+    """Embed (N, d) points isometrically in `dim` dimensions with a random rotation."""
+    q, _ = torch.linalg.qr(torch.randn(dim, points.shape[1], generator=gen, dtype=torch.float64))  # (dim, d)
+    return (points.double() @ q.T).float()
+
+
+# Known manifolds. Tolerance: 10% of the true dimension, at N = 2000 points.
+@pytest.mark.parametrize("d", [3, 8])
+def test_linear_subspace_in_512d(d):
+    g = _gen(d)
+    x = _rotate(torch.randn(2000, d, generator=g), 512, g) + 5.0  # offset: distances are shift-invariant
+    assert abs(I.twonn(x) - d) < 0.1 * d
+
+
+def test_sphere():
+    g = _gen(1)
+    s = torch.randn(2000, 5, generator=g, dtype=torch.float64)
+    s = s / s.norm(dim=1, keepdim=True)  # the 4-sphere in R^5
+    assert abs(I.twonn(_rotate(s, 64, g)) - 4) < 0.4
+
+
+def test_swiss_roll():
+    g = _gen(2)
+    t = 1.5 * math.pi * (1 + 2 * torch.rand(2000, generator=g, dtype=torch.float64))
+    h = 21 * torch.rand(2000, generator=g, dtype=torch.float64)
+    roll = torch.stack([t * torch.cos(t), h, t * torch.sin(t)], 1)  # a 2-D sheet rolled up in R^3
+    assert abs(I.twonn(_rotate(roll, 30, g)) - 2) < 0.2
+
+
+def test_matches_scikit_dimension():
+    skdim = pytest.importorskip("skdim")
+    g = _gen(3)
+    x = torch.randn(1500, 6, generator=g) @ torch.randn(6, 100, generator=g)
+    ours = I.twonn(x)
+    theirs = skdim.id.TwoNN(discard_fraction=0.1).fit(x.double().numpy()).dimension_
+    assert ours == pytest.approx(theirs, rel=1e-4)
+
+
+def test_matches_dense_oracle_with_duplicates_and_ties():
+    g = _gen(4)
+    x = torch.randint(0, 6, (600, 4), generator=g).float()  # integer grid: many duplicates and ties
+    x = torch.cat([x, torch.randn(600, 4, generator=g) * 3])
+    ref, n_zero, n_tie = _dense_twonn(x.numpy())
+    res = I.twonn_fit(x)
+    assert (res.n_duplicates, res.n_ties) == (n_zero, n_tie)
+    assert n_zero > 0 and n_tie > 0
+    assert res.dimension == pytest.approx(ref, rel=1e-6)  # float32 vs float64 distances
+    with pytest.warns(UserWarning, match=f"dropped {n_zero} duplicate points"):
+        I.twonn(x)
+
+
+def test_nearest_neighbors_against_dense_distances():
+    g = _gen(5)
+    x = torch.randn(1300, 40, generator=g) * 100 + 1000  # large offset: the matrix-product form cancels
+    x[7] = x[11]  # one duplicate pair
+    dist, idx = I.nearest_neighbors(x, 3)
+    dense = torch.cdist(x.double(), x.double(), compute_mode="donot_use_mm_for_euclid_dist")
+    dense.fill_diagonal_(math.inf)
+    ref = dense.topk(3, dim=1, largest=False)
+    assert torch.allclose(dist.double(), ref.values, rtol=1e-5)
+    assert dist[7, 0] == 0 and dist[11, 0] == 0 and idx[7, 0] == 11
+    assert (idx != torch.arange(len(x))[:, None]).all()
+
+
+def test_resampling_and_blocks():
+    g = _gen(6)
+    x = torch.randn(800, 4, generator=g) @ torch.randn(4, 20, generator=g)
+    whole = I.twonn(x)
+    res = I.twonn_resampled(x, n_resamples=5, subsample=1.0, generator=_gen(0))
+    assert res.samples == pytest.approx([whole] * 5) and res.std == pytest.approx(0, abs=1e-12)
+    a = I.twonn_resampled(x, n_resamples=4, generator=_gen(1))
+    assert a == I.twonn_resampled(x, n_resamples=4, generator=_gen(1))  # same seed, same result
+    assert abs(a.mean - 4) < 0.5 and a.std > 0
+    blocks = I.block_analysis(x, [1, 2, 5], generator=_gen(2))
+    assert blocks.n_points == (800, 400, 160)
+    assert blocks.mean[0] == pytest.approx(whole) and blocks.std[0] == 0
+    assert all(abs(m - 4) < 0.8 for m in blocks.mean)
+
+
+def test_pca_against_sklearn():
+    sk = pytest.importorskip("sklearn.decomposition")
+    from sklearn.preprocessing import StandardScaler
+
+    g = _gen(7)
+    x = torch.randn(300, 3, generator=g) @ torch.randn(3, 50, generator=g) + 0.01 * torch.randn(300, 50, generator=g)
+    x[:, 0] = 1.0  # a constant feature (a dead unit)
+    for standardize in (True, False):
+        z = x.double().numpy()
+        z = StandardScaler().fit_transform(z) if standardize else z
+        ref = sk.PCA().fit(z).explained_variance_ratio_
+        ours = I.pca_spectrum(x, standardize=standardize).numpy()
+        assert np.allclose(ours[: len(ref)], ref, atol=1e-6)
+    assert I.pca_id(x, 0.9) == int(np.argmax(np.cumsum(ref) > 0.9)) + 1
+    assert I.pca_id(x, 0.99) <= 3
+
+
+def test_layer_representations_hooks():
+    torch.manual_seed(0)
+    net = build_for("cnn", (1, 12, 12), 10, width=4)
+    x = torch.rand(7, 1, 12, 12)
+    net.train()
+    reps = I.layer_representations(net, x, I.probe_layers(net), batch_size=3)
+    assert net.training and not any(m._forward_hooks for m in net.modules())
+    net.eval()
+    with torch.no_grad():
+        hidden = net.features(x)
+        after_relu1 = net.features[:3](x)
+        out = net(x)
+    assert torch.allclose(reps["last hidden"], hidden) and torch.allclose(reps["output"], out)
+    assert torch.allclose(reps["conv1"], after_relu1.flatten(1))  # not overwritten by in-place ops
+    assert torch.equal(reps["input"], x.flatten(1))
+    assert list(reps)[-2] == "last hidden"
+    with pytest.raises(ValueError, match="not modules"):
+        I.layer_representations(net, x, ["nope"])
+
+
+def test_probe_layers_mlp_and_resnet():
+    mlp = build_for("mlp", (1, 8, 8), 10, hidden=[16, 8])
+    assert I.probe_layers(mlp) == {"fc1": "net.2", "fc2": "net.4", "output": "net.5"}
+    res = I.probe_layers(build_for("resnet20", (3, 32, 32), 10))
+    assert list(res)[-2:] == ["last hidden", "output"] and len(res) == 12
+    with pytest.raises(ValueError, match="probe_layers"):
+        I.probe_layers(nn.Linear(3, 3))
+
+
+def test_errors():
+    with pytest.raises(ValueError, match=r"shape \(N, D\)"):
+        I.twonn(torch.zeros(10))
+    with pytest.raises(ValueError, match="discard_fraction"):
+        I.twonn(torch.randn(50, 3), discard_fraction=1.0)
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        I.twonn(np.zeros((10, 2)))
+    with pytest.raises(ValueError, match="at least 4 points"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            I.twonn(torch.zeros(20, 3))
+    with pytest.raises(ValueError, match="threshold"):
+        I.pca_id(torch.randn(20, 3), 1.5)
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA"))])
+def test_device_follows_input(device):
+    g = _gen(8)
+    x = (torch.randn(500, 3, generator=g) @ torch.randn(3, 30, generator=g)).to(device)
+    dist, idx = I.nearest_neighbors(x)
+    assert dist.device.type == device and idx.device.type == device
+    assert abs(I.twonn(x) - 3) < 0.4

@@ -1,0 +1,88 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from genlens.units import (label_purity, layer_activations, lipschitz_bounds, natural_directions,
+                           random_directions, top_images, unit_analysis)
+
+
+def _mlp(seed=0, activation=nn.ReLU):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(16, 12), activation(), nn.Linear(12, 8), activation(),
+                         nn.Linear(8, 3)).eval()
+
+
+def test_hooked_activations_match_the_dense_forward_pass_and_hooks_are_removed():
+    model = _mlp()
+    x = torch.rand(50, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    acts = layer_activations(model, model[4], x, batch_size=7)
+    assert torch.allclose(acts, model[:5](x), atol=1e-6)
+    assert not model[4]._forward_hooks
+    with pytest.raises(ValueError, match="submodule"):
+        layer_activations(model, nn.ReLU(), x)
+
+
+def test_top_images_of_a_unit_are_its_largest_activations():
+    acts = torch.rand(200, 10, generator=torch.Generator().manual_seed(1))
+    top = top_images(acts, natural_directions(10, [3, 7]), k=5)
+    for row, unit in zip(top, [3, 7]):
+        expected = np.argsort(-acts[:, unit].numpy())[:5]
+        assert row.tolist() == expected.tolist()
+    v = random_directions(10, 4, torch.Generator().manual_seed(2))
+    brute = np.argsort(-(acts.numpy() @ v.numpy().T), axis=0)[:5].T
+    assert top_images(acts, v, 5).tolist() == brute.tolist()
+
+
+def test_random_directions_are_unit_and_seeded():
+    a = random_directions(30, 6, torch.Generator().manual_seed(3))
+    b = random_directions(30, 6, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and torch.allclose(a.norm(dim=1), torch.ones(6))
+    with pytest.raises(ValueError, match="units"):
+        natural_directions(5, [5])
+
+
+def test_label_purity_and_unit_analysis():
+    labels = torch.tensor([0, 0, 1, 1, 2, 0])
+    assert label_purity(torch.tensor([[0, 1, 5], [2, 3, 4]]), labels).tolist() == pytest.approx([1.0, 2 / 3])
+    model = _mlp()
+    x = torch.rand(60, 1, 4, 4, generator=torch.Generator().manual_seed(4))
+    y = torch.randint(0, 3, (60,), generator=torch.Generator().manual_seed(5))
+    res = unit_analysis(model, model[2], x, y, units=[0, 1, 2], n_random=3, k=4, generator=torch.Generator().manual_seed(6))
+    assert res.natural_top.shape == res.random_top.shape == (3, 4)
+    assert ((res.random_purity > 0) & (res.random_purity <= 1)).all()
+
+
+@pytest.mark.parametrize("activation", [nn.ReLU, nn.Sigmoid])
+def test_lipschitz_bounds_are_operator_norms_and_bound_the_network(activation):
+    model = _mlp(seed=7, activation=activation)
+    bounds = lipschitz_bounds(model)
+    for name in ("1", "3", "5"):
+        w = dict(model.named_modules())[name].weight.detach().double().numpy()
+        assert bounds[name] == pytest.approx(np.linalg.svd(w, compute_uv=False)[0], rel=1e-9)
+    assert bounds["2"] == (0.25 if activation is nn.Sigmoid else 1.0)
+    g = torch.Generator().manual_seed(8)
+    x, r = torch.rand(500, 1, 4, 4, generator=g), 0.01 * torch.randn(500, 1, 4, 4, generator=g)
+    with torch.no_grad():
+        ratio = (model(x + r) - model(x)).norm(dim=1) / r.flatten(1).norm(dim=1)
+    assert ratio.max().item() <= math.prod(bounds.values()) * (1 + 1e-5)
+    with pytest.raises(ValueError, match="Conv2d"):
+        lipschitz_bounds(nn.Sequential(nn.Conv2d(1, 2, 3)))
+
+
+def test_amplification_of_a_linear_map_is_bounded_by_its_operator_norm():
+    import torch
+    from torch import nn
+
+    from genlens.units import amplification
+
+    torch.manual_seed(0)
+    layer = nn.Linear(6, 4)
+    x = torch.rand(20, 6)
+    r = torch.randn(20, 6) * 0.1
+    gains = amplification(layer, x, x + r)
+    expected = (r @ layer.weight.T).norm(dim=1) / r.norm(dim=1)
+    assert torch.allclose(gains, expected, atol=1e-5)
+    assert (gains <= torch.linalg.matrix_norm(layer.weight, ord=2) + 1e-5).all()
