@@ -13,18 +13,9 @@ import torch
 import torchattacks
 
 from genlens import attacks, data
+from genlens.device import best_time
 from genlens.randomization import train_randomized
 from genlens.train import TrainConfig
-
-
-def best_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main() -> None:
@@ -51,7 +42,7 @@ def main() -> None:
     theirs = lambda: peer(x, y)  # noqa: E731
     acc_ours = (net(ours()).argmax(1) == y).float().mean().item()
     acc_theirs = (net(theirs()).argmax(1) == y).float().mean().item()
-    t_ours, t_theirs = best_time(ours, args.repeats), best_time(theirs, args.repeats)
+    t_ours, t_theirs = best_time(ours, repeats=args.repeats)[0], best_time(theirs, repeats=args.repeats)[0]
     print(f"PGD eps={eps} steps={steps} on {len(x)} images: genlens {t_ours:.3f} s, torchattacks {t_theirs:.3f} s, "
           f"ratio genlens/torchattacks {t_ours / t_theirs:.2f}")
     print(f"  agreement: max |difference| without random start {same:.1e}; "

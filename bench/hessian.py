@@ -18,19 +18,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from genlens import data, hessian, models
+from genlens.device import best_time
 from genlens.train import TrainConfig, train
 
 
 MODEL = sys.argv[1] if len(sys.argv) > 1 else "mlp"  # "mlp" (the chapter's, default) or "cnn"
-
-
-def best_of(fn, repeats: int = 2):
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
 
 
 def main() -> None:
@@ -74,11 +66,11 @@ def main() -> None:
                                   cache_graph=cache_graph)
 
     peer(), ours(), ours("power")  # warm-up
-    t_peer, peer_value = best_of(peer)
+    t_peer, peer_value = best_time(peer, repeats=2, warmup=0)
     peer_hvps = counter["hvp"]
-    t_ours, est = best_of(ours)
-    t_power, est_power = best_of(lambda: ours("power"))
-    t_fwd, est_fwd = best_of(lambda: ours(cache_graph=False))
+    t_ours, est = best_time(ours, repeats=2, warmup=0)
+    t_power, est_power = best_time(lambda: ours("power"), repeats=2, warmup=0)
+    t_fwd, est_fwd = best_time(lambda: ours(cache_graph=False), repeats=2, warmup=0)
     value = est.eigenvalues[0].item()
     rel = abs(value - peer_value) / abs(peer_value)
     print(f"model: {MODEL}, {est.num_samples} MNIST samples, {sum(p.numel() for p in model.parameters())} "

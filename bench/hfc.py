@@ -8,12 +8,12 @@ inputs after a warm-up; the last line is ``speedup: <peer time / genlens time>``
 """
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import torch
 
 from genlens import fourier
+from genlens.device import best_time
 
 N, C, H, W, RADIUS = 10_000, 3, 32, 32, 12
 
@@ -37,15 +37,6 @@ def peer_split(images: np.ndarray, r: float) -> tuple[np.ndarray, np.ndarray]:
     return np.array(low), np.array(high)
 
 
-def best_of(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
 def main() -> None:
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, size=(N, H, W, C)).astype(np.float32) / 255  # (N, H, W, C), like CIFAR-10
@@ -53,8 +44,8 @@ def main() -> None:
 
     peer_split(pixels[:100], RADIUS)  # warm-up
     fourier.split(x[:100], RADIUS)
-    t_peer = best_of(lambda: peer_split(pixels, RADIUS), 1)
-    t_ours = best_of(lambda: fourier.split(x, RADIUS), 5)
+    t_peer = best_time(lambda: peer_split(pixels, RADIUS), repeats=1, warmup=0)[0]
+    t_ours = best_time(lambda: fourier.split(x, RADIUS), repeats=5)[0]
 
     ref_low, ref_high = peer_split(pixels[:500], RADIUS)
     low, high = fourier.split(x[:500], RADIUS)

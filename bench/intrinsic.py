@@ -8,25 +8,12 @@ Each side runs once to warm up, then the best of three runs counts. The last lin
 """
 from __future__ import annotations
 
-import time
 import warnings
 
 import torch
 
 from genlens import intrinsic
-from genlens.device import describe, pick_device, synchronize
-
-
-def best_of(fn, device, repeats: int = 3) -> tuple[float, object]:
-    out = fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        out = fn()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return min(times), out
+from genlens.device import best_time, describe, pick_device
 
 
 def main() -> None:
@@ -40,8 +27,8 @@ def main() -> None:
     x_dev = x.to(dev)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no duplicates may be dropped on either side
-        t_ours, d_ours = best_of(lambda: intrinsic.twonn(x_dev), dev)
-        t_peer, d_peer = best_of(lambda: skdim.id.TwoNN(discard_fraction=0.1).fit(x_np).dimension_, "cpu")
+        t_ours, d_ours = best_time(lambda: intrinsic.twonn(x_dev), device=dev)
+        t_peer, d_peer = best_time(lambda: skdim.id.TwoNN(discard_fraction=0.1).fit(x_np).dimension_)
     rel = abs(d_ours - d_peer) / abs(d_peer)
     assert rel < 0.02, f"estimates disagree: genlens {d_ours:.4f}, scikit-dimension {d_peer:.4f}"
     print(f"TwoNN on {x.shape[0]} points in {x.shape[1]}-D ({describe(dev)}, torch {torch.__version__}, "

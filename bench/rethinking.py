@@ -10,25 +10,15 @@ The last line is `speedup: <DataLoader loop time / genlens time>` for the traini
 """
 from __future__ import annotations
 
-import time
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from genlens import data, models
+from genlens.device import best_time
 from genlens.randomization import random_pixels
 from genlens.train import TrainConfig, _epoch_generator, train
-
-
-def best_of(fn, repeats: int = 3) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def dataloader_epoch(model, x, y, order, config):
@@ -55,8 +45,8 @@ def main() -> None:
     same = all(torch.allclose(a, b, atol=1e-5) for a, b in zip(ours.state_dict().values(), theirs.state_dict().values()))
     assert same, "genlens.train and the DataLoader loop disagree after one epoch"
 
-    t_ours = best_of(lambda: train(build(), images, config, progress=False))
-    t_loader = best_of(lambda: dataloader_epoch(build(), images.x_train, images.y_train, order, config))
+    t_ours = best_time(lambda: train(build(), images, config, progress=False))[0]
+    t_loader = best_time(lambda: dataloader_epoch(build(), images.x_train, images.y_train, order, config))[0]
     print(f"train epoch (4000 MNIST, MLP 1x512, incl. test eval): genlens {t_ours * 1e3:.0f} ms, "
           f"DataLoader loop {t_loader * 1e3:.0f} ms (no eval), ratio {t_loader / t_ours:.2f}x")
 
@@ -70,7 +60,7 @@ def main() -> None:
     ours_px, loop_px = random_pixels(x, gen()), loop()
     same_pixels = torch.equal(ours_px.flatten(1).sort(1).values, loop_px.flatten(1).sort(1).values)
     assert same_pixels, "each image must keep its own pixel values under both implementations"
-    t_batched, t_loop = best_of(lambda: random_pixels(x, gen())), best_of(loop)
+    t_batched, t_loop = best_time(lambda: random_pixels(x, gen()))[0], best_time(loop)[0]
     print(f"random pixels (4000 images): genlens {t_batched * 1e3:.1f} ms, per-image loop {t_loop * 1e3:.1f} ms, "
           f"ratio {t_loop / t_batched:.1f}x")
     print(f"speedup: {t_loader / t_ours:.2f}")

@@ -5,10 +5,12 @@ import platform
 import random
 import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 import numpy as np
 import torch
+
+T = TypeVar("T")
 
 _DEVICE_NAMES = ("auto", "cpu", "cuda", "mps")
 
@@ -89,3 +91,17 @@ def peak_rss_mb() -> float:
     except Exception:  # pragma: no cover - Windows
         return 0.0
 
+
+
+def best_time(fn: Callable[[], T], *, repeats: int = 3, warmup: int = 1,
+              device: torch.device | str = "cpu") -> tuple[float, T]:
+    """(fastest of `repeats` timed calls in seconds, the last call's result), after `warmup` untimed
+    calls, synchronizing `device` around each timed call. The benches' one timing rule."""
+    for _ in range(warmup):
+        fn()
+    times, out = [], None
+    for _ in range(max(repeats, 1)):
+        with timer(device) as t:
+            out = fn()
+        times.append(t["s"])
+    return min(times), out  # type: ignore[return-value]
