@@ -153,3 +153,17 @@ def test_ci_runs_make_test_and_fails_on_failure() -> None:
     assert "make test" in commands, ".ci/run must call `make test`"
     assert "set -euo pipefail" in commands or "set -e" in commands
     assert "|| true" not in script and "set +e" not in script
+
+
+@pytest.mark.parametrize("chapter", runner.available(ROOT))
+def test_executed_chapter_matches_its_source(chapter: str) -> None:
+    """The committed executed notebook was produced from the current source (no stale chapter)."""
+    import jupytext
+    import nbformat
+
+    source = [cell.source for cell in jupytext.read(ROOT / "notebooks" / f"{chapter}.md").cells]
+    executed = nbformat.read(ROOT / "book" / "chapters" / f"{chapter}.ipynb", as_version=4)
+    ran = [cell.source for cell in executed.cells if "injected-parameters" not in cell.metadata.get("tags", [])]
+    assert ran == source, f"book/chapters/{chapter}.ipynb is stale: rerun `genlens run {chapter}`"
+    results = json.loads((ROOT / "book" / "results" / "quick" / f"{chapter}.json").read_text())
+    assert results["claims"] and all(results["claims"].values()), f"{chapter}: a recorded claim does not hold"
