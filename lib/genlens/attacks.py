@@ -90,12 +90,11 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: i
 def accuracy_under(model: nn.Module, attack: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                    x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
     """Accuracy of `model` on attack(x, y), computed in batches; the model's mode is left as found."""
-    correct = 0
+    correct = torch.zeros((), dtype=torch.long, device=x.device)  # summed on the device: one sync at the end
     for i in range(0, len(x), batch_size):
         xb, yb = x[i : i + batch_size], y[i : i + batch_size]
-        x_adv = attack(xb, yb)
-        correct += (model(x_adv).argmax(1) == yb).sum().item()
-    return correct / max(len(x), 1)
+        correct += (model(attack(xb, yb)).argmax(1) == yb).sum()
+    return correct.item() / max(len(x), 1)
 
 
 def distortion(x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
