@@ -120,3 +120,37 @@ def test_pgd_success_matches_torchattacks(norm):
     acc_ours = (model(ours).argmax(1) == y).float().mean().item()
     acc_theirs = (model(theirs).argmax(1) == y).float().mean().item()
     assert abs(acc_ours - acc_theirs) <= 0.05
+
+
+def test_torch_solver_matches_scipy_per_image_on_a_convex_problem():
+    """Softmax regression makes c|z - x|^2 + CE(Wz + b, t) strictly convex: one minimizer per image,
+    which the batched projected L-BFGS on the device and scipy's L-BFGS-B (one image at a time) must share."""
+    from genlens.attacks import _lbfgs_b, _lbfgs_box
+
+    g = torch.Generator().manual_seed(5)
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(36, 4)).eval()
+    with torch.no_grad():
+        model[1].weight.mul_(8)
+    x = torch.rand(12, 1, 6, 6, generator=g)
+    target = torch.randint(0, 4, (12,), generator=g)
+    c = torch.full((12,), 0.05, dtype=torch.float64)
+    ours = _lbfgs_box(model, x, target, c, 200, F.cross_entropy)
+    ref = torch.cat([_lbfgs_b(model, x[i : i + 1], target[i : i + 1], c[i : i + 1], 200, F.cross_entropy)
+                     for i in range(len(x))])
+    objective = lambda z: 0.05 * (z - x).flatten(1).pow(2).sum(1) + F.cross_entropy(model(z), target, reduction="none")  # noqa: E731
+    assert ours.min() >= 0 and ours.max() <= 1
+    assert ((ours > 0) & (ours < 1)).any() and ((ref == 0) | (ref == 1)).any()  # the box is active somewhere
+    assert torch.allclose(objective(ours), objective(ref), rtol=1e-4, atol=1e-5)
+    assert (ours - ref).abs().max() < 2e-2
+
+
+def test_solvers_reach_the_same_targets_and_unknown_solver_is_refused():
+    model, x, y, k = _trained_model_and_data(seed=6, n=24)
+    target = (y + 1) % k
+    a = lbfgs(model, x, target, search_steps=4, max_iter=40)  # torch, the default
+    b = lbfgs(model, x, target, search_steps=4, max_iter=40, solver="scipy")
+    assert torch.equal(model(a).argmax(1) == target, model(b).argmax(1) == target)
+    assert torch.allclose(distortion(x, a), distortion(x, b), rtol=0.05, atol=2e-3)
+    with pytest.raises(ValueError, match="solver"):
+        lbfgs(model, x, target, solver="adam")
