@@ -3,13 +3,17 @@
 Both evaluate the same 441 parameter points (the plane spanned by two filter-normalized directions
 from genlens, handed to `loss_landscapes.planar_interpolation` as end-point models), in eval mode,
 under `torch.no_grad()` for the peer (its in-place parameter walk needs it), in one process, after
-a warm-up. Prints each side's time, the largest disagreement, and as its last line the speedup.
+a warm-up, timed by `genlens.device.best_time` (fastest of GENLENS_BENCH_REPEATS calls).
+On the CPU (the default) genlens runs its CPU engine (`engine="loop"`: one forward per point, the
+input layer evaluated once per pass by linearity); with GENLENS_BENCH_DEVICE=cuda both sides run on
+the GPU and genlens batches 49 points per vmapped pass (`engine="vmap"`). Prints each side's time,
+the largest disagreement, and as its last line the speedup.
 """
 from __future__ import annotations
 
 import copy
 import os
-import time
+from importlib.metadata import version
 
 import loss_landscapes
 import loss_landscapes.metrics
@@ -18,14 +22,16 @@ import torch
 import torch.nn.functional as F
 
 from genlens import data, landscape, models
-from genlens.device import describe
+from genlens.device import best_time, describe
 
 STEPS = int(os.environ.get("GENLENS_BENCH_STEPS", 21))  # override only for a smoke test
+REPEATS = int(os.environ.get("GENLENS_BENCH_REPEATS", 2))
 torch.manual_seed(0)
-dev = torch.device("cpu")
+dev = torch.device(os.environ.get("GENLENS_BENCH_DEVICE", "cpu"))
+ENGINE, PER_PASS = ("vmap", 49) if dev.type == "cuda" else ("loop", 21)
 images = data.load("mnist5k", dev)
 x, y = images.x_test[:1000], images.y_test[:1000]
-net = models.build_for("cnn", images.image_shape, images.num_classes, width=16).eval()
+net = models.build_for("cnn", images.image_shape, images.num_classes, width=16).to(dev).eval()
 d1, d2 = (landscape.random_direction(net, seed=s) for s in (1, 2))
 coords = torch.arange(STEPS, dtype=torch.float32) / STEPS  # the peer's grid: k / steps, k = 0..steps-1
 
@@ -46,22 +52,17 @@ def peer():
 
 
 def ours():
-    return landscape.surface(net, F.cross_entropy, (x, y), [d1, d2], [coords, coords], points_per_pass=21).loss
-
-
-def timed(fn):
-    t0 = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t0, out
+    return landscape.surface(net, F.cross_entropy, (x, y), [d1, d2], [coords, coords], points_per_pass=PER_PASS, engine=ENGINE).loss
 
 
 # warm-up on a 3x3 corner of each, then time the full grids
-landscape.surface(net, F.cross_entropy, (x, y), [d1, d2], [coords[:3], coords[:3]])
+landscape.surface(net, F.cross_entropy, (x, y), [d1, d2], [coords[:3], coords[:3]], engine=ENGINE)
 with torch.no_grad():
     loss_landscapes.planar_interpolation(copy.deepcopy(net), end_model(d1), end_model(d2),
                                          loss_landscapes.metrics.Loss(F.cross_entropy, x, y), steps=3)
-t_ours, z_ours = timed(ours)
-t_peer, z_peer = timed(peer)
+t_ours, z_ours = best_time(ours, repeats=REPEATS, warmup=0, device=dev)
+t_peer, z_peer = best_time(peer, repeats=REPEATS, warmup=0, device=dev)
+z_ours = z_ours.cpu()
 z_peer = torch.as_tensor(np.asarray(z_peer), dtype=torch.float32)
 
 # The peer's grid: row i is at i/steps along d1; even rows are at (j+1)/steps along d2, odd rows at
@@ -69,9 +70,9 @@ z_peer = torch.as_tensor(np.asarray(z_peer), dtype=torch.float32)
 odd = (z_peer[1::2] - z_ours[1::2]).abs().max().item()
 even = (z_peer[0::2, :-1] - z_ours[0::2, 1:]).abs().max().item()
 err = max(odd, even)
-print(f"device: {describe(dev)}, torch {torch.__version__}, loss-landscapes {getattr(loss_landscapes, '__version__', '3.0.7')}")
+print(f"device: {describe(dev)}, torch {torch.__version__}, loss-landscapes {version('loss-landscapes')}")
 print(f"{STEPS}x{STEPS} surface, SmallCNN(width=16) ({models.count_parameters(net)} parameters), 1000 images")
-print(f"genlens.landscape.surface:               {t_ours:8.2f} s")
+print(f"genlens.landscape.surface (engine={ENGINE}):  {t_ours:8.2f} s")
 print(f"loss_landscapes.planar_interpolation:    {t_peer:8.2f} s")
 print(f"max |loss difference| over shared points: {err:.2e} (loss range {z_ours.min():.3f}..{z_ours.max():.3f})")
 assert err < 1e-3 * max(1.0, z_ours.abs().max().item()), f"genlens and loss-landscapes disagree by {err}"

@@ -189,3 +189,27 @@ def test_bad_arguments_raise_one_line_errors():
         L.evaluate_points(net, F.cross_entropy, (x, y), [d], torch.zeros(3, 2))
     with pytest.raises(TypeError, match="data must be an"):
         L.evaluate_points(net, F.cross_entropy, x, [d], [0.0])
+
+
+@pytest.mark.parametrize("batchnorm", [True, False])
+def test_loop_engine_input_layer_shortcut_matches_vmap_and_plain_forward(batchnorm):
+    """The loop engine evaluates the input conv by linearity; it must agree with vmap and with net(x)."""
+    torch.manual_seed(0)
+    net = SmallCNN(width=4, batchnorm=batchnorm).eval()
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(24, 1, 12, 12, generator=g), torch.randint(0, 10, (24,), generator=g)
+    ignore = "biasbn" if batchnorm else "none"  # without BN the conv biases move too
+    d1, d2 = (L.random_direction(net, seed=s, ignore=ignore) for s in (1, 2))
+    pts = torch.tensor([[0.0, 0.0], [0.5, -0.25], [-1.0, 0.75]])
+    loop = L.evaluate_points(net, F.cross_entropy, (x, y), [d1, d2], pts, engine="loop", batch_size=10)
+    vm = L.evaluate_points(net, F.cross_entropy, (x, y), [d1, d2], pts, engine="vmap")
+    torch.testing.assert_close(loop[0], vm[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(loop[1], vm[1])
+    for (a, b), loss in zip(pts.tolist(), loop[0]):  # oracle: move a copy's weights and call it
+        moved = SmallCNN(width=4, batchnorm=batchnorm).eval()
+        moved.load_state_dict(net.state_dict())
+        with torch.no_grad():
+            for name, p in moved.named_parameters():
+                p.add_(a * d1[name] + b * d2[name])
+            torch.testing.assert_close(loss, F.cross_entropy(moved(x), y), rtol=1e-5, atol=1e-5)
+    assert "forward" not in vars(net.features[0])  # the temporary patch of the input layer is gone

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Literal, Mapping, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, jvp, vmap
 
@@ -171,6 +172,46 @@ def _as_points(points: torch.Tensor | Sequence, k: int, device: torch.device) ->
     return pts
 
 
+def _input_layer(model: nn.Module, fixed: Mapping[str, torch.Tensor], params: Mapping[str, torch.Tensor],
+                 x: torch.Tensor) -> str | None:
+    """Name of the Conv2d/Linear module that the model applies to its raw input, once, if any.
+
+    Found with a probe forward pass on two inputs: the module whose forward receives the input
+    tensor object itself. Its output is linear in its (weight, bias), which `evaluate_points` uses.
+    """
+    calls: dict[str, int] = {}
+    hit: list[str] = []
+    modules = {n: m for n, m in model.named_modules() if type(m) in (nn.Conv2d, nn.Linear)}
+    probe = x[:2]
+
+    def hook(name: str):
+        def pre(module: nn.Module, inputs: tuple) -> None:
+            calls[name] = calls.get(name, 0) + 1
+            if len(inputs) == 1 and inputs[0] is probe:
+                hit.append(name)
+        return pre
+
+    handles = [m.register_forward_pre_hook(hook(n)) for n, m in modules.items()]
+    try:
+        functional_call(model, {**fixed, **params}, (probe,))
+    finally:
+        for h in handles:
+            h.remove()
+    if len(hit) != 1 or calls[hit[0]] != 1:
+        return None
+    name = hit[0]
+    m = modules[name]
+    if isinstance(m, nn.Conv2d) and m.padding_mode != "zeros":
+        return None
+    return name
+
+
+def _layer_out(module: nn.Module, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    if isinstance(module, nn.Conv2d):
+        return F.conv2d(x, weight, bias, module.stride, module.padding, module.dilation, module.groups)
+    return F.linear(x, weight, bias)
+
+
 def evaluate_points(model: nn.Module, loss_fn: LossFn, data: tuple[torch.Tensor, torch.Tensor],
                     directions: Sequence[Mapping[str, torch.Tensor]], points: torch.Tensor | Sequence, *,
                     origin: Mapping[str, torch.Tensor] | None = None, points_per_pass: int = 16,
@@ -182,16 +223,20 @@ def evaluate_points(model: nn.Module, loss_fn: LossFn, data: tuple[torch.Tensor,
     accuracy is the fraction of argmax(logits) == targets (NaN if targets are not class labels).
     `origin` defaults to the model's parameters and buffers. The model is evaluated in eval mode
     (BatchNorm uses running statistics) and its mode is restored. `points_per_pass` points go
-    through one vmapped forward pass; data are split in chunks of `batch_size` (None: all at once).
+    through one pass; data are split in chunks of `batch_size` (None: all at once).
 
     engine: ``vmap`` batches the points of a pass into one ``torch.func.vmap`` call (on a GPU this
-    is the fast path); ``loop`` runs one ``functional_call`` per point on channels-last data, which
-    on a CPU beats vmap's grouped convolutions (measured in ``bench/landscape.py``); ``auto`` picks
-    vmap on CUDA and loop elsewhere. Both give the same numbers up to float rounding.
+    is the fast path). ``loop`` runs one ``functional_call`` per point and uses that the model's
+    input layer (a Conv2d or Linear applied to the raw input) is linear in its weights:
+    layer(x; w0 + sum_k a_k d_k) = layer(x; w0) + sum_k a_k layer(x; d_k), so a pass computes that
+    layer K + 1 times instead of once per point (exact up to float rounding; measured in
+    ``bench/landscape.py``). ``auto`` picks vmap on CUDA and loop elsewhere.
     """
     x, y = _check_data(model, data)
     if len(directions) == 0:
         raise ValueError("directions must hold at least one direction")
+    if engine not in ("auto", "vmap", "loop"):
+        raise ValueError(f"engine must be one of auto, vmap, loop; got {engine!r}")
     names = list(directions[0].keys())
     if any(set(d.keys()) != set(names) for d in directions):
         raise ValueError("all directions must have the same tensor names")
@@ -204,23 +249,48 @@ def evaluate_points(model: nn.Module, loss_fn: LossFn, data: tuple[torch.Tensor,
     fixed.update({n: b for n, b in model.named_buffers() if not b.is_floating_point()})
     classify = y.dim() == 1 and not y.is_floating_point()
     bs = batch_size or len(x)
+    use_vmap = engine == "vmap" or (engine == "auto" and dev.type == "cuda")
 
     def one(params: Params, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = functional_call(model, {**fixed, **params}, (xb,))
         correct = (logits.argmax(1) == yb).sum() if classify else torch.zeros((), device=dev)
         return loss_fn(logits.float(), yb) * len(yb), correct.float()
 
-    if engine not in ("auto", "vmap", "loop"):
-        raise ValueError(f"engine must be one of auto, vmap, loop; got {engine!r}")
-    use_vmap = engine == "vmap" or (engine == "auto" and dev.type == "cuda")
-    if not use_vmap and x.dim() == 4:
-        x = x.contiguous(memory_format=torch.channels_last)
     vmapped = vmap(one, in_dims=(0, None, None))
+    first = None
+    with _eval_mode(model), torch.inference_mode():
+        if not use_vmap:
+            first = _input_layer(model, fixed, {n: moving[n] for n in names}, x)
+    layer = model.get_submodule(first) if first is not None else None
+    lw, lb = (f"{first}.weight", f"{first}.bias") if first is not None else ("", "")
 
-    def batched(params: Params, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def first_layer_terms(xb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """layer(xb; origin) (N, ...) and layer(xb; d_k) stacked (K, N, ...), bias included where it moves."""
+        w0 = moving[lw] if lw in moving else fixed[lw]
+        b0 = (moving[lb] if lb in moving else fixed.get(lb)) if layer.bias is not None else None
+        out0 = _layer_out(layer, xb, w0, b0)
+        dk = [_layer_out(layer, xb, stacked[lw][k] if lw in stacked else torch.zeros_like(w0),
+                         stacked[lb][k] if (lb in stacked and b0 is not None) else None) for k in range(len(directions))]
+        return out0, torch.stack(dk)
+
+    def batched(params: Params, a: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if use_vmap:
             return vmapped(params, xb, yb)
-        outs = [one({n: t[b] for n, t in params.items()}, xb, yb) for b in range(len(next(iter(params.values()))))]
+        B = len(a)
+        if layer is None:
+            outs = [one({n: t[b] for n, t in params.items()}, xb, yb) for b in range(B)]
+        else:
+            out0, dk = first_layer_terms(xb)
+            outs = []
+            try:
+                for b in range(B):
+                    z = out0.clone()  # layer(xb; theta_b) = layer(xb; origin) + sum_k a_k layer(xb; d_k)
+                    for k, a_k in enumerate(a[b].tolist()):
+                        z.add_(dk[k], alpha=a_k)
+                    layer.forward = lambda _inp, z=z: z  # type: ignore[method-assign]
+                    outs.append(one({n: t[b] for n, t in params.items()}, xb, yb))
+            finally:
+                del layer.forward
         return torch.stack([o[0] for o in outs]), torch.stack([o[1] for o in outs])
 
     losses, accs = [], []
@@ -231,7 +301,7 @@ def evaluate_points(model: nn.Module, loss_fn: LossFn, data: tuple[torch.Tensor,
             loss_sum = torch.zeros(len(a), device=dev)
             correct = torch.zeros(len(a), device=dev)
             for j in range(0, len(x), bs):
-                ls, cs = batched(params, x[j : j + bs], y[j : j + bs])
+                ls, cs = batched(params, a, x[j : j + bs], y[j : j + bs])
                 loss_sum += ls
                 correct += cs
             losses.append(loss_sum / len(x))

@@ -54,3 +54,23 @@ def image_grid(ax, images, labels: Sequence[str] | None = None, *, ncols: int = 
             ax.text(c * (W + 2) + W / 2, (r + 1) * (H + 2) - 1, text, ha="center", va="top", fontsize=7)
     ax.set_axis_off()
     return ax
+
+
+def image_with_box(ax, image, *, box: Sequence[int] | None = None, heat=None, title: str | None = None,
+                   color: str = "yellow"):
+    """Show one image (C, H, W) in [0, 1]; optionally overlay a heat map (H, W) and draw an inclusive
+    (top, bottom, left, right) pixel box, e.g. a ProtoPNet patch. Returns the axes."""
+    from matplotlib.patches import Rectangle
+
+    img = np.asarray(image.detach().cpu() if hasattr(image, "detach") else image).transpose(1, 2, 0)
+    ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img.clip(0, 1), cmap="gray", vmin=0, vmax=1)
+    if heat is not None:
+        ax.imshow(np.asarray(heat.detach().cpu() if hasattr(heat, "detach") else heat), cmap="jet", alpha=0.4)
+    if box is not None:
+        top, bottom, left, right = box
+        ax.add_patch(Rectangle((left - 0.5, top - 0.5), right - left + 1, bottom - top + 1, fill=False,
+                               edgecolor=color, linewidth=1.5))
+    if title:
+        ax.set_title(title, fontsize=8)
+    ax.set_axis_off()
+    return ax

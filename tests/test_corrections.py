@@ -1,0 +1,221 @@
+"""genlens.corrections against a brute-force oracle (every activation region of a one-hidden-layer
+network enumerated, one LP each, written here independently), a dense grid for a deeper network,
+sampling, and closed forms."""
+import dataclasses
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import linprog
+from torch import nn
+
+from genlens import corrections as C
+
+
+def _net(sizes, seed):
+    torch.manual_seed(seed)
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers += [nn.Linear(a, b)] + ([nn.ReLU()] if i < len(sizes) - 2 else [])
+    return nn.Sequential(*layers).eval()
+
+
+def _target(net, x, box=3.0, mutable=None):
+    """A label other than x's that some point of the box [-box, box] over the mutable features (the
+    others kept at x) gets with a clear margin."""
+    keep = torch.ones(len(x), dtype=torch.bool) if mutable is None else torch.as_tensor(mutable)
+    pts = (torch.rand(500, len(x), generator=torch.Generator().manual_seed(9)) * 2 - 1) * box
+    pts = torch.where(keep, pts, x)
+    with torch.no_grad():
+        logits = net(pts)
+    top2 = logits.topk(2, dim=1).values
+    gap = top2[:, 0] - top2[:, 1]
+    other = logits.argmax(1) != net(x[None]).argmax()
+    return int(logits.argmax(1)[other][gap[other].argmax()])
+
+
+def _brute_force(net, x, t, mutable, weights, lo, hi, eps, margin):
+    """min sum w|y - x| over every one of the 2^H activation patterns of a 1-hidden-layer net, with
+    y = x + p - q (p, q >= 0) on the mutable features and the e-box kept inside the pattern's region
+    and on the target's side with the margin."""
+    W1, b1 = net[0].weight.detach().double().numpy(), net[0].bias.detach().double().numpy()
+    W2, b2 = net[2].weight.detach().double().numpy(), net[2].bias.detach().double().numpy()
+    x, mut = x.double().numpy(), np.flatnonzero(mutable)
+    m, best = len(mut), np.inf
+    for bits in itertools.product([0.0, 1.0], repeat=W1.shape[0]):
+        D = np.array(bits)
+        sign = 2 * D - 1
+        rows, rhs = [], []
+        for j in range(W1.shape[0]):  # sign_j (W1_j y + b1_j) >= eps ||W1_j,mut||_1
+            a = sign[j] * W1[j]
+            rows.append(-a[mut])
+            rhs.append(a @ x + sign[j] * b1[j] - eps * np.abs(a[mut]).sum())
+        L = W2 * D  # logits = L (W1 y + b1) + b2
+        for k in range(W2.shape[0]):
+            if k != t:
+                a = (L[t] - L[k]) @ W1
+                const = (L[t] - L[k]) @ b1 + b2[t] - b2[k]
+                rows.append(-a[mut])
+                rhs.append(a @ x + const - margin - eps * np.abs(a[mut]).sum())
+        R = np.array(rows)
+        A_ub = np.concatenate([R, -R], axis=1)  # variables [p, q], delta = p - q
+        bounds_rows = np.concatenate([np.eye(m), -np.eye(m)], axis=1)
+        A_ub = np.concatenate([A_ub, bounds_rows, -bounds_rows])
+        b_ub = np.concatenate([rhs, hi[mut] - x[mut], x[mut] - lo[mut]])
+        res = linprog(np.concatenate([weights[mut], weights[mut]]), A_ub=A_ub, b_ub=b_ub, bounds=(0, None),
+                      method="highs")
+        if res.status == 0:
+            best = min(best, res.fun)
+    return best
+
+
+@pytest.mark.parametrize("seed,eps,partial", [(0, 0.0, False), (1, 0.0, True), (2, 0.1, False), (4, 0.05, True)])
+def test_minimum_equals_brute_force_over_all_regions(seed, eps, partial):
+    d, H, K = 3, 6, 3
+    net = _net([d, H, K], seed)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(d, generator=g)
+    mutable = np.array([True, True, not partial])
+    t = _target(net, x, mutable=mutable)
+    weights = np.array([1.0, 2.0, 0.5])
+    lo, hi = np.full(d, -6.0), np.full(d, 6.0)
+    oracle = _brute_force(net, x, t, mutable, weights, lo, hi, eps, 0.05)
+    got = C.correct(net, x, t, mutable=mutable, weights=weights, lower=lo, upper=hi, eps=eps, margin=0.05,
+                    max_regions=200)
+    assert np.isfinite(oracle) and got.exact and got.found
+    assert got.cost == pytest.approx(oracle, rel=1e-6, abs=1e-8)
+    assert got.regions < 2 ** H  # the best-first search stops before enumerating every pattern
+    assert np.all(got.delta[~mutable] == 0)
+    assert C.check_region(net, got)
+    assert int(net(torch.tensor(got.corrected, dtype=torch.float32)[None]).argmax()) == t
+
+
+def test_deeper_network_is_at_least_as_good_as_a_dense_grid():
+    net = _net([2, 8, 8, 2], 6)
+    x = torch.tensor([0.3, -0.4])
+    t = _target(net, x)
+    got = C.correct(net, x, t, lower=[-3, -3], upper=[3, 3], margin=0.05, max_regions=500)
+    grid = torch.stack(torch.meshgrid(torch.linspace(-3, 3, 601), torch.linspace(-3, 3, 601), indexing="ij"), -1)
+    pts = grid.reshape(-1, 2)
+    with torch.no_grad():
+        logits = net(pts)
+    ok = logits[:, t] - logits[:, 1 - t] >= 0.05
+    grid_min = (pts[ok] - x).abs().sum(1).min().item()
+    axis = torch.linspace(-3, 3, 601)
+    assert C.grid_correction(net, x, t, [axis, axis], margin=0.05)[0] == pytest.approx(grid_min, abs=1e-5)
+    assert got.exact
+    assert got.cost <= grid_min + 1e-6
+    assert got.cost >= grid_min - 0.02  # the grid's spacing is 0.01 per feature
+
+
+def test_activation_patterns_and_local_affine_reproduce_the_network():
+    net = _net([5, 7, 6, 4], 0)
+    x = torch.randn(20, 5, generator=torch.Generator().manual_seed(0))
+    pat = C.activation_patterns(net, x)
+    assert pat.shape == (20, 13) and pat.dtype == torch.bool
+    A, c, G, g = C.local_affine(net, pat)
+    logits = torch.einsum("pkd,pd->pk", A, x.double()) + c
+    torch.testing.assert_close(logits, net(x).double(), atol=1e-5, rtol=1e-5)
+    z = torch.einsum("phd,pd->ph", G, x.double()) + g
+    assert torch.equal(z > 0, pat)
+
+
+def test_stability_is_enforced_and_its_checks_can_fail():
+    net = _net([2, 10, 2], 3)
+    x = torch.tensor([0.5, 0.5])
+    t = 1 - int(net(x[None]).argmax())
+    stable = C.correct(net, x, t, eps=0.2, margin=0.01, lower=[-4, -4], upper=[4, 4])
+    frac = C.stable_fraction(net, [stable], samples=2000, generator=torch.Generator().manual_seed(0))
+    assert C.check_region(net, stable) and frac.item() == 1.0
+    plain = C.correct(net, x, t, eps=0.0, margin=0.01, lower=[-4, -4], upper=[4, 4])
+    assert plain.cost <= stable.cost + 1e-9  # stability can only cost more
+    assert not C.check_region(net, dataclasses.replace(plain, eps=0.2))  # the minimal point sits on a boundary
+    assert C.stable_fraction(net, [dataclasses.replace(plain, eps=0.5)], samples=2000,
+                             generator=torch.Generator().manual_seed(0)).item() < 1.0
+
+
+def test_symbolic_region_points_all_get_the_target_and_immutable_features_stay():
+    net = _net([3, 12, 3], 7)
+    x = torch.tensor([0.2, -0.1, 0.4])
+    mutable = np.array([True, False, True])
+    t = _target(net, x, mutable=mutable)
+    corr = C.correct(net, x, t, mutable=mutable, lower=[-3] * 3, upper=[3] * 3, margin=0.05)
+    region = C.symbolic_region(corr, ["a", "c"])
+    pts = region.sample(3000, torch.Generator().manual_seed(1))
+    full = np.repeat(corr.x[None], len(pts), 0)
+    full[:, mutable] = pts
+    with torch.no_grad():
+        pred = net(torch.tensor(full, dtype=torch.float32)).argmax(1)
+    assert (pred == t).all()
+    assert region.contains(corr.corrected[mutable][None], tol=1e-6).all()
+    box = np.stack(np.meshgrid(*[np.linspace(lo, hi, 7) for lo, hi in zip(region.box_lo, region.box_hi)]), -1).reshape(-1, 2)
+    assert region.contains(box, tol=1e-7).all()
+    assert len(region.inequalities()) == len(region.h) and "a" in region.box_text()
+    assert np.all(corr.delta[~mutable] == 0)
+
+
+def test_same_input_same_result_and_budget():
+    net = _net([4, 16, 16, 3], 1)
+    x = torch.randn(4, generator=torch.Generator().manual_seed(2))
+    t = (int(net(x[None]).argmax()) + 1) % 3
+    a, b = C.correct(net, x, t, max_regions=3), C.correct(net, x, t, max_regions=3)
+    assert a.cost == b.cost and a.regions == b.regions <= 3
+    assert np.array_equal(a.delta, b.delta) if a.found else not b.found
+
+
+def test_salient_features_pick_the_largest_gradients():
+    net = _net([6, 8, 3], 0)
+    x = torch.randn(4, 6, generator=torch.Generator().manual_seed(0))
+    src, tgt = torch.zeros(4, dtype=torch.long), torch.full((4,), 2)
+    mask = C.salient_features(net, x, src, tgt, 2)
+    assert mask.shape == (4, 6) and (mask.sum(1) == 2).all()
+    for i in range(4):
+        jac = torch.autograd.functional.jacobian(lambda v: net(v[None])[0], x[i])  # (K, d)
+        gap = (jac[2] - jac[0]).abs()
+        assert set(torch.topk(gap, 2).indices.tolist()) == set(torch.nonzero(mask[i]).flatten().tolist())
+
+
+def test_fold_standardization_and_loan_data():
+    x, y = C.loan_data(500, seed=3, noise=0.0)
+    x2, y2 = C.loan_data(500, seed=3, noise=0.0)
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+    rule = ((x[:, 0] / 40) ** 2 + ((x[:, 1] - 2) / 7) ** 2 <= 1).long()
+    assert torch.equal(y, rule) and 0.2 < y.float().mean() < 0.8
+    net = _net([2, 5, 2], 0)
+    mean, std = x.mean(0), x.std(0)
+    folded = C.fold_standardization(net, mean, std)
+    torch.testing.assert_close(folded(x), net((x - mean) / std), atol=1e-4, rtol=1e-4)
+
+
+def test_bad_input_is_reported():
+    net = _net([2, 4, 2], 0)
+    x = torch.zeros(2)
+    with pytest.raises(TypeError, match="only Flatten, Linear and ReLU"):
+        C.relu_net(nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 2)))
+    with pytest.raises(ValueError, match="target must be an int"):
+        C.correct(net, x, 2)
+    with pytest.raises(ValueError, match="mutable must be a bool mask"):
+        C.correct(net, x, 0, mutable=[False, False])
+    with pytest.raises(ValueError, match="x must have 2 features"):
+        C.correct(net, torch.zeros(3), 0)
+    with pytest.raises(ValueError, match="eps and margin must be >= 0"):
+        C.correct(net, x, 0, eps=-1.0)
+    with pytest.raises(ValueError, match="weights must be a scalar or have shape"):
+        C.correct(net, x, 0, weights=[1.0, 2.0, 3.0])
+    with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+        C.correct(net, [0.0, 0.0], 0)
+    with pytest.raises(ValueError, match="corr holds no correction"):
+        C.symbolic_region(dataclasses.replace(C.correct(net, x, 0), delta=None, halfspaces=None), ["a", "b"])
+    with pytest.raises(ValueError, match="noise must be in"):
+        C.loan_data(10, seed=0, noise=0.7)
+
+
+def test_correct_many_matches_one_by_one_and_in_processes():
+    net = _net([2, 6, 2], 0)
+    xs = torch.randn(4, 2, generator=torch.Generator().manual_seed(0))
+    targets = 1 - net(xs).argmax(1)
+    kw = dict(lower=[-5, -5], upper=[5, 5], margin=0.05)
+    one = [C.correct(net, x, int(t), **kw) for x, t in zip(xs, targets)]
+    many = C.correct_many(net, xs, targets, workers=2, **kw)
+    assert [c.cost for c in many] == [c.cost for c in one]
