@@ -445,7 +445,8 @@ def hessian_extremes(model: nn.Module, loss_fn: LossFn, data: tuple[torch.Tensor
     Lanczos with full reorthogonalization on Hessian-vector products (forward-over-reverse
     ``torch.func``), batched over `points_per_pass` points with vmap; the official code uses
     ARPACK's Lanczos (scipy ``eigsh``) the same way. Returns (lambda_min (P,), lambda_max (P,)).
-    The HVP is self-contained here; it can be swapped for ``genlens.hessian`` when that exists.
+    The HVP is batched over points here (``genlens.hessian`` works on one point); the chapter checks
+    both against each other at the minimizer.
     """
     x, y = _check_data(model, data)
     dev = next(model.parameters()).device
