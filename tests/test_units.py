@@ -70,6 +70,8 @@ def test_lipschitz_bounds_are_operator_norms_and_bound_the_network(activation):
     assert ratio.max().item() <= math.prod(bounds.values()) * (1 + 1e-5)
     with pytest.raises(ValueError, match="Conv2d"):
         lipschitz_bounds(nn.Sequential(nn.Conv2d(1, 2, 3)))
+    with pytest.raises(ValueError, match="Upsample"):  # parameter-free but 2-Lipschitz: no bound of 1
+        lipschitz_bounds(nn.Sequential(nn.Upsample(scale_factor=2)))
 
 
 def test_amplification_of_a_linear_map_is_bounded_by_its_operator_norm():

@@ -92,16 +92,16 @@ def unit_analysis(model: nn.Module, layer: nn.Module, x: torch.Tensor, y: torch.
     return UnitAnalysis(natural, rand, nat_top, rand_top, label_purity(nat_top, y), label_purity(rand_top, y))
 
 
-_ONE_LIPSCHITZ = (nn.ReLU, nn.Flatten, nn.Identity, nn.Dropout, nn.MaxPool2d, nn.LeakyReLU, nn.Tanh)
+_ONE_LIPSCHITZ = (nn.ReLU, nn.Flatten, nn.Identity, nn.Dropout, nn.Tanh)
 
 
 def lipschitz_bounds(model: nn.Module) -> dict[str, float]:
     """Upper Lipschitz constant (L2 to L2) of each leaf module of a fully connected model, in order.
 
     Linear: its operator norm ||W||_2 (largest singular value); Sigmoid: 1/4 (its steepest slope);
-    ReLU, Tanh, max-pool, flatten, dropout (in eval mode): 1. The product of all values bounds the
-    whole network: ||f(x + r) - f(x)|| <= prod * ||r||. Raises ValueError for other modules with
-    parameters (e.g. Conv2d, whose norm depends on the input size).
+    ReLU, Tanh, flatten, identity, dropout (in eval mode): 1. The product of all values bounds the
+    whole network: ||f(x + r) - f(x)|| <= prod * ||r||. Raises ValueError for any other module (a
+    Conv2d's norm depends on the input size; Upsample, GELU or overlapping pooling exceed 1).
     """
     bounds: dict[str, float] = {}
     for name, module in model.named_modules():
@@ -111,10 +111,11 @@ def lipschitz_bounds(model: nn.Module) -> dict[str, float]:
             bounds[name] = torch.linalg.matrix_norm(module.weight.detach().double(), ord=2).item()
         elif isinstance(module, nn.Sigmoid):
             bounds[name] = 0.25
-        elif isinstance(module, _ONE_LIPSCHITZ) or not any(True for _ in module.parameters()):
+        elif isinstance(module, _ONE_LIPSCHITZ):
             bounds[name] = 1.0
         else:
-            raise ValueError(f"lipschitz_bounds supports Linear and parameter-free layers, got {type(module).__name__} ({name})")
+            raise ValueError(f"lipschitz_bounds supports Linear, Sigmoid, ReLU, Tanh, Flatten, Identity and "
+                             f"Dropout, got {type(module).__name__} ({name})")
     return bounds
 
 
