@@ -151,7 +151,7 @@ def test_symbolic_region_points_all_get_the_target_and_immutable_features_stay()
     assert region.contains(corr.corrected[mutable][None], tol=1e-6).all()
     box = np.stack(np.meshgrid(*[np.linspace(lo, hi, 7) for lo, hi in zip(region.box_lo, region.box_hi)]), -1).reshape(-1, 2)
     assert region.contains(box, tol=1e-7).all()
-    assert len(region.inequalities()) == len(region.h) and "a" in region.box_text()
+    assert "a" in region.box_text()
     assert np.all(corr.delta[~mutable] == 0)
 
 
