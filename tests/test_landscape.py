@@ -127,11 +127,12 @@ def test_interpolation_ends_are_the_two_models_with_their_batchnorm_statistics()
         with torch.no_grad():
             net(x * (1 + seed))  # different running statistics
         nets.append(net.eval())
+    nets[0].train()  # interpolate must evaluate in eval mode and give the caller's mode back
     surf = L.interpolate(nets[0], nets[1], F.cross_entropy, (x, y), [0.0, 0.5, 1.0])
+    assert nets[0].training is True
     for i, net in zip((0, 2), nets):
         with torch.no_grad():
-            torch.testing.assert_close(surf.loss[i], F.cross_entropy(net(x), y), rtol=1e-5, atol=1e-5)
-    assert nets[0].training is False
+            torch.testing.assert_close(surf.loss[i], F.cross_entropy(net.eval()(x), y), rtol=1e-5, atol=1e-5)
 
 
 def test_a_killed_grid_resumes_from_its_cached_points(tmp_path):
@@ -192,8 +193,11 @@ def test_bad_arguments_raise_one_line_errors():
 
 
 @pytest.mark.parametrize("batchnorm", [True, False])
-def test_loop_engine_input_layer_shortcut_matches_vmap_and_plain_forward(batchnorm):
+def test_loop_engine_input_layer_shortcut_matches_vmap_and_plain_forward(batchnorm, monkeypatch):
     """The loop engine evaluates the input conv by linearity; it must agree with vmap and with net(x)."""
+    layer_calls = []
+    real_layer_out = L._layer_out
+    monkeypatch.setattr(L, "_layer_out", lambda *a: layer_calls.append(1) or real_layer_out(*a))
     torch.manual_seed(0)
     net = SmallCNN(width=4, batchnorm=batchnorm).eval()
     g = torch.Generator().manual_seed(0)
@@ -202,6 +206,7 @@ def test_loop_engine_input_layer_shortcut_matches_vmap_and_plain_forward(batchno
     d1, d2 = (L.random_direction(net, seed=s, ignore=ignore) for s in (1, 2))
     pts = torch.tensor([[0.0, 0.0], [0.5, -0.25], [-1.0, 0.75]])
     loop = L.evaluate_points(net, F.cross_entropy, (x, y), [d1, d2], pts, engine="loop", batch_size=10)
+    assert layer_calls, "the loop engine did not take the input-layer shortcut"
     vm = L.evaluate_points(net, F.cross_entropy, (x, y), [d1, d2], pts, engine="vmap")
     torch.testing.assert_close(loop[0], vm[0], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(loop[1], vm[1])
