@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup book html test unit nbval bench clean
+.PHONY: setup book html html-strict test test-portable unit nbval bench clean
 
 setup: $(STAMP)
 
@@ -22,17 +22,28 @@ book: $(STAMP)          ## run every chapter (quick profile) and build the HTML 
 html: $(STAMP)          ## build the HTML from the executed chapters, without running them
 	$(BIN)/genlens book --no-run
 
-test: unit nbval        ## unit tests, then re-execute and validate the executed chapters
+test: unit html-strict nbval   ## unit tests, the HTML build (warnings are errors), then re-execute and validate the chapters
+
+# The same validation with another machine's floating-point summation order (no wide vector kernels,
+# one thread): the committed chapters must validate on any processor, not only the one that recorded them.
+test-portable: $(STAMP)
+	ATEN_CPU_CAPABILITY=default OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(MAKE) nbval
+
+html-strict: $(STAMP)   ## build the HTML from the executed chapters; any Sphinx warning fails
+	$(BIN)/genlens book --no-run --strict
 
 unit: $(STAMP)
 	TQDM_DISABLE=1 $(BIN)/python -m pytest tests -q
 
-# nbval re-executes the committed chapters against an empty cache, so every model is retrained and
-# every checked output (cells marked NBVAL_CHECK_OUTPUT) must come out the same.
+# nbval re-executes the committed chapters against an empty cache (every model is retrained); a cell
+# that raises fails. Checked cells (NBVAL_CHECK_OUTPUT) are compared with every number sanitized away,
+# and each re-executed chapter saves its results, which `genlens validate` compares with the committed
+# results: outcomes exactly, every figure within the tolerance recorded beside it.
 nbval: $(STAMP)
-	cache=$$(mktemp -d -t genlens-nbval.XXXXXX) && trap 'rm -rf "$$cache"' EXIT && \
-	  TQDM_DISABLE=1 GENLENS_CACHE=$$cache $(BIN)/python -m pytest -q -p no:cacheprovider \
-	  --nbval-lax --nbval-cell-timeout=3600 --nbval-sanitize-with tests/nbval_sanitize.cfg book/chapters
+	tmp=$$(mktemp -d -t genlens-nbval.XXXXXX) && trap 'rm -rf "$$tmp"' EXIT && \
+	  TQDM_DISABLE=1 GENLENS_CACHE=$$tmp/cache GENLENS_RESULTS_DIR=$$tmp/results $(BIN)/python -m pytest -q \
+	  -p no:cacheprovider --nbval-lax --nbval-cell-timeout=3600 --nbval-sanitize-with tests/nbval_sanitize.cfg \
+	  book/chapters; status=$$?; $(BIN)/genlens validate $$tmp/results/quick || status=1; exit $$status
 
 bench: $(STAMP)
 	for f in bench/*.py; do $(BIN)/python $$f || exit 1; done

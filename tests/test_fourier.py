@@ -142,3 +142,26 @@ def test_errors():
         fourier.with_smoothed_kernels(torch.nn.Conv2d(1, 1, 3), "blur", 1.0)
     with pytest.raises(ValueError, match="conv weight"):
         fourier.smooth_kernels(torch.rand(3, 3), 0.1)
+
+
+@pytest.mark.parametrize("H, W", [(32, 32), (28, 28), (9, 12)])
+def test_disk_matches_host_square_roots(H, W):
+    # oracle: the paper's rule, one bin at a time with Python's correctly rounded math.sqrt
+    import math
+
+    radii = [0, 0.5, 1, 2, 2.5, 7.5, 12, 100] + [math.sqrt(k) for k in range(1, 60)]
+    for r in radii:
+        mask = fourier.radial_mask(H, W, r, centered=True)
+        ref = torch.tensor([[math.sqrt((i - H // 2) ** 2 + (j - W // 2) ** 2) < r for j in range(W)] for i in range(H)])
+        assert torch.equal(mask, ref), r
+
+
+def test_disk_does_not_depend_on_how_the_processor_rounds_sqrt(monkeypatch):
+    # a processor whose vectorized sqrt is one ulp low (seen on AVX-512: sqrt(8) -> 2.82842712474619)
+    # must draw the same disk: bins exactly on the radius stay high
+    before = {r: fourier.radial_mask(32, 32, r) for r in (8**0.5, 5.0, 13**0.5)}
+    real_sqrt = torch.sqrt
+    monkeypatch.setattr(torch, "sqrt", lambda x: torch.nextafter(real_sqrt(x), torch.zeros_like(x)))
+    for r, mask in before.items():
+        assert torch.equal(fourier.radial_mask(32, 32, r), mask)
+        assert not fourier.radial_mask(32, 32, r)[16 + 2, 16 + 2] or r > 8**0.5

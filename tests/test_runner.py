@@ -17,6 +17,7 @@ import pytest
 
 import genlens
 from genlens import runner
+from genlens.report import EXACT
 from genlens.runner import Param, RunError
 
 ALL_IDS = ["rethinking", "landscape", "hessian", "hfc", "adversarial", "intrinsic", "protopnet", "corrections"]
@@ -55,9 +56,9 @@ name = "x"
 BODY = """\
 ```{code-cell} ipython3
 from genlens.device import pick_device
-from genlens.report import Report
+from genlens.report import EXACT, Report
 
-report = Report("rethinking", profile, seed, str(pick_device(device)))
+report = Report("rethinking", profile, seed, str(pick_device(device)), tolerances={"product": EXACT})
 product = report.metric("product", n * scale)
 report.claim("positive", product > 0, "n times scale is positive")
 report.paper_vs_run("product", "1.5", "Table 0", product)
@@ -285,7 +286,9 @@ def test_run_writes_notebook_results_and_page(executed: tuple[Path, dict]) -> No
     assert on_disk["peak_rss_mb"] > 0
     assert on_disk["metrics"] == {"product": 2.0}  # n * scale = 4 * 0.5
     assert on_disk["claims"] == {"positive": True}
-    assert on_disk["paper_vs_run"] == [{"quantity": "product", "paper": "1.5", "source": "Table 0", "run": "2.0"}]
+    assert on_disk["tolerances"] == {"product": {"abs": 0.0, "rel": 0.0, "why": EXACT.why}}
+    assert on_disk["paper_vs_run"] == [{"quantity": "product", "paper": "1.5", "source": "Table 0", "run": "2.0",
+                                        "value": 2.0, "tolerance": {"abs": 0.0, "rel": 0.0, "why": EXACT.why}}]
 
     page = (root / "book" / "results.md").read_text()
     quick = page.split("## Profile `quick`")[1].split("## Profile `full`")[0]
@@ -415,9 +418,9 @@ def test_repo_root_honours_genlens_root(repo: Path, tmp_path: Path, monkeypatch:
 
 
 def test_beside_recorded_adds_the_other_profile_column():
-    from genlens.report import Report, beside_recorded
+    from genlens.report import Report, Tol, beside_recorded
 
-    report = Report("rethinking", "quick", 0, "cpu")
+    report = Report("rethinking", "quick", 0, "cpu", tolerances={"*": Tol(abs=1)})
     report.paper_vs_run("test accuracy (%)", "85.75", "Table 1", 96.44)
     report.paper_vs_run("slowdown (x)", "small", "Fig. 1a", 7.0)
     assert beside_recorded(report, None).startswith("No run")
@@ -431,9 +434,9 @@ def test_beside_recorded_adds_the_other_profile_column():
 
 def test_beside_recorded_names_a_proxy_dataset():
     from genlens.data import display_name
-    from genlens.report import Report, beside_recorded
+    from genlens.report import Report, Tol, beside_recorded
 
-    report = Report("hfc", "quick", 0, "cpu")
+    report = Report("hfc", "quick", 0, "cpu", tolerances={"*": Tol(abs=1)})
     report.paper_vs_run("test accuracy (%)", "85.75", "Table 1", 96.44)
     recorded = {"profile": "full", "device": "NVIDIA H100", "date": "2026-11-23",
                 "params": {"dataset": "imagefolder:/x/.device/cifar10-jpeg-35k.zip"},

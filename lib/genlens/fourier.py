@@ -18,6 +18,7 @@ Fourier basis. The chapter ``hfc`` shows it.
 from __future__ import annotations
 
 import copy
+import math
 from typing import Literal
 
 import torch
@@ -39,9 +40,34 @@ def _check_images(images: torch.Tensor, radius: float) -> None:
         raise ValueError(f"radius must be >= 0, got {radius}")
 
 
+def _frequencies(n: int, device: torch.device | str | None = None, *, half: bool = False) -> torch.Tensor:
+    """Integer frequencies of an n-point DFT in ``torch.fft.fftfreq`` order (``rfftfreq`` if half): (n,) int64."""
+    k = torch.arange(n // 2 + 1 if half else n, device=device)
+    return k if half else torch.where(k < (n - 1) // 2 + 1, k, k - n)
+
+
+def _squared_threshold(radius: float) -> int | float:
+    """The smallest integer t >= 0 with sqrt(t) >= radius, sqrt correctly rounded on the host (inf if none).
+
+    A bin at squared integer distance d2 is low exactly when d2 < t, which is the paper's test
+    ``np.sqrt(d2) < radius`` (a bin exactly on the radius is high) evaluated with IEEE square roots, so
+    every processor draws the same disk (vectorized device square roots can be an ulp off).
+    """
+    if not math.isfinite(radius):
+        return math.inf
+    t = max(0, math.floor(radius * radius) - 2)
+    while t > 0 and math.sqrt(t - 1) >= radius:
+        t -= 1
+    while math.sqrt(t) < radius:
+        t += 1
+    return t
+
+
 def _inside(fy: torch.Tensor, fx: torch.Tensor, radius: float) -> torch.Tensor:
-    """sqrt(fy^2 + fx^2) < radius in float64, the paper's test (a bin exactly at the radius is high)."""
-    return torch.sqrt(fy.double() ** 2 + fx.double() ** 2) < radius
+    """True where integer frequencies (fy, fx) lie strictly inside the disk of `radius` (broadcast, bool)."""
+    threshold = _squared_threshold(radius)
+    d2 = fy.long() ** 2 + fx.long() ** 2
+    return torch.ones_like(d2, dtype=torch.bool) if threshold == math.inf else d2 < threshold
 
 
 def radial_mask(height: int, width: int, radius: float, *, device: torch.device | str | None = None,
@@ -52,16 +78,16 @@ def radial_mask(height: int, width: int, radius: float, *, device: torch.device 
     the paper); centered=False gives it in the unshifted layout of ``torch.fft.fft2``. Distances are in
     frequency bins (cycles per image).
     """
-    fy = torch.fft.fftfreq(height, d=1.0 / height, device=device, dtype=torch.float64)  # (H,) integer frequencies
-    fx = torch.fft.fftfreq(width, d=1.0 / width, device=device, dtype=torch.float64)  # (W,)
+    fy = _frequencies(height, device)  # (H,) integer frequencies
+    fx = _frequencies(width, device)  # (W,)
     mask = _inside(fy[:, None], fx[None, :], radius)  # (H, W), unshifted layout
     return torch.fft.fftshift(mask) if centered else mask
 
 
 def _half_mask(height: int, width: int, radius: float, device: torch.device) -> torch.Tensor:
     """The disk on the half-spectrum of ``rfft2``: (H, W // 2 + 1) bool."""
-    fy = torch.fft.fftfreq(height, d=1.0 / height, device=device, dtype=torch.float64)  # (H,)
-    fx = torch.fft.rfftfreq(width, d=1.0 / width, device=device, dtype=torch.float64)  # (W // 2 + 1,)
+    fy = _frequencies(height, device)  # (H,)
+    fx = _frequencies(width, device, half=True)  # (W // 2 + 1,)
     return _inside(fy[:, None], fx[None, :], radius)
 
 

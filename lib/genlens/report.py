@@ -7,11 +7,13 @@ nothing is written.
 """
 from __future__ import annotations
 
+import fnmatch
 import json
+import math
 import os
 import platform
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -46,11 +48,52 @@ def git_commit(path: str | Path | None = None) -> str | None:
         return None
 
 
+def _cell(value: Any) -> str:
+    """A table cell: str(value) with the characters that would break a markdown table row escaped."""
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
 def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
-    """A markdown table; cells are formatted with str()."""
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    """A markdown table; cells are formatted with str() and `|` is escaped so a cell stays one cell."""
+    lines = ["| " + " | ".join(_cell(h) for h in headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Tol:
+    """How far a re-executed run's figure may lie from the recorded one: |a - b| <= abs + rel * max(|a|, |b|).
+
+    `why` says where the tolerance comes from (a test set's binomial error, the spread over seeds, the
+    drift measured between processors); it is recorded beside the figure in the results JSON.
+    """
+
+    abs: float = 0.0
+    rel: float = 0.0
+    why: str = ""
+
+    def __post_init__(self) -> None:
+        if not (self.abs >= 0 and self.rel >= 0):
+            raise ValueError(f"a tolerance must be >= 0, got abs={self.abs}, rel={self.rel}")
+
+    def allows(self, a: float, b: float) -> bool:
+        """Whether figures a and b agree within this tolerance (two NaNs agree; NaN and a number do not)."""
+        if math.isnan(a) or math.isnan(b):
+            return math.isnan(a) and math.isnan(b)
+        if math.isinf(a) or math.isinf(b):
+            return a == b
+        return abs(a - b) <= self.abs + self.rel * max(abs(a), abs(b)) + 1e-12 * max(1.0, abs(a), abs(b))
+
+    def width(self, value: float) -> float:
+        """The tolerance at `value`, in its units."""
+        return self.abs + self.rel * abs(value)
+
+    def describe(self) -> str:
+        parts = ([f"{self.abs:g}"] if self.abs or not self.rel else []) + ([f"{100 * self.rel:g}%"] if self.rel else [])
+        return "exact" if not self.abs and not self.rel else "+/- " + " + ".join(parts)
+
+
+EXACT = Tol(why="a count, an argmax or a construction: the same on every processor")
 
 
 @dataclass
@@ -59,41 +102,136 @@ class PaperRow:
     paper: str  # the paper's figure as quoted, e.g. "100.0 %"
     source: str  # where in the paper, e.g. "Table 1"
     run: str  # this run's figure, formatted from a computed number
+    value: float = math.nan  # the same figure, unformatted
+    tolerance: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class Report:
-    """Metrics (name -> number), claims (name -> bool) and paper-vs-run rows of one chapter run."""
+    """Metrics (name -> number), claims (name -> bool) and paper-vs-run rows of one chapter run.
+
+    `tolerances` maps glob patterns (over metric names and paper-vs-run quantities) to the `Tol` within
+    which a re-executed run must reproduce the figure; the first matching pattern applies and a figure
+    that matches none is refused, so every recorded figure carries a stated tolerance.
+    """
 
     chapter: str
     profile: str
     seed: int
     device: str
+    tolerances: dict[str, Tol] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    metric_tol: dict[str, Tol] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
     claims: dict[str, bool] = field(default_factory=dict)
     claim_text: dict[str, str] = field(default_factory=dict)
+    claim_margin: dict[str, dict[str, Any]] = field(default_factory=dict)
+    outcome_margin: dict[str, dict[str, Any]] = field(default_factory=dict)
     rows: list[PaperRow] = field(default_factory=list)
 
+    def tolerance(self, key: str) -> Tol:
+        """The tolerance of the figure named `key`: the first pattern of `tolerances` that matches it."""
+        for pattern, tol in self.tolerances.items():
+            if fnmatch.fnmatchcase(key, pattern):
+                return tol
+        raise ValueError(f"{self.chapter}: no tolerance stated for the figure {key!r}; "
+                         f"add a pattern for it to the chapter's tolerances")
+
     def metric(self, name: str, value: float) -> float:
-        """Record a computed number and return it."""
+        """Record a computed number (with the tolerance its name matches) and return it."""
         value = float(value)
+        self.metric_tol[name] = self.tolerance(name)
         self.metrics[name] = value
         return value
 
-    def claim(self, name: str, holds: bool, text: str) -> bool:
-        """Record whether the claim `text` holds in this run."""
-        self.claims[name] = bool(holds)
+    def outcome(self, name: str, value: float, *, margin: float, tol: float) -> float:
+        """Record an outcome that is compared exactly (an argmax, a winner), with the margin that decided it.
+
+        `margin` (>= 0) is how far the decision was from going the other way (best minus runner-up) and `tol`
+        the tolerance of that margin in the same units; within it the outcome is borderline and may differ
+        between runs without failing the validation. Returns `value`.
+        """
+        value = float(value)
+        if not (tol >= 0):
+            raise ValueError(f"outcome {name!r}: tol must be >= 0, got {tol}")
+        self.metrics[name] = value
+        self.metric_tol[name] = EXACT
+        self.outcome_margin[name] = {"margin": float(margin), "tol": float(tol), "borderline": abs(margin) <= tol}
+        return value
+
+    def timing(self, name: str, seconds: float) -> float:
+        """Record a time in seconds: machine-dependent, so shown and kept but never compared across runs."""
+        self.timings[name] = float(seconds)
+        return float(seconds)
+
+    def claim(self, name: str, holds: bool, text: str, *, margin: float | None = None,
+              tol: float | None = None) -> bool:
+        """Record whether the claim `text` holds in this run.
+
+        A claim decided by comparing figures gives its `margin` (signed distance to the decision boundary,
+        >= 0 where it holds) and `tol`, the tolerance of that margin in the same units. When |margin| <= tol
+        the outcome is borderline: it could come out either way on another processor, so it is shown as
+        such and neither fails the run nor the validation. A claim without a margin is an exact outcome.
+        """
+        holds = bool(holds)
+        if margin is not None:
+            margin = float(margin)
+            if tol is None or not tol >= 0:
+                raise ValueError(f"claim {name!r}: a margin needs its tolerance tol >= 0, got {tol}")
+            if margin != 0 and (margin > 0) != holds:
+                raise ValueError(f"claim {name!r}: margin {margin:g} has the wrong sign for holds={holds}")
+            self.claim_margin[name] = {"margin": margin, "tol": float(tol), "borderline": abs(margin) <= tol}
+        else:
+            self.claim_margin.pop(name, None)
+        self.claims[name] = holds
         self.claim_text[name] = text
-        return bool(holds)
+        return holds
+
+    def margin(self, *comparisons: tuple[str | float, str, str | float]) -> dict[str, float]:
+        """`margin=` and `tol=` for a claim that every comparison holds, from recorded figures.
+
+        Each comparison is (a, op, b), op one of ">", ">=", "<", "<=", a and b metric names (their recorded
+        value and tolerance) or plain numbers (exact). The margin of one comparison is its signed slack
+        (>= 0 where it holds) and its tolerance the sum of the two figures' tolerances; of several, the
+        one nearest its boundary in units of its tolerance decides.
+        """
+        def side(x: str | float) -> tuple[float, float]:
+            if isinstance(x, str):
+                if x not in self.metrics:
+                    raise ValueError(f"margin: {x!r} is not a recorded metric")
+                return self.metrics[x], self.metric_tol[x].width(self.metrics[x])
+            return float(x), 0.0
+
+        best: tuple[float, float, float] | None = None
+        for a, op, b in comparisons:
+            (va, ta), (vb, tb) = side(a), side(b)
+            if op not in (">", ">=", "<", "<="):
+                raise ValueError(f"margin: op must be one of >, >=, <, <=; got {op!r}")
+            m, t = (va - vb if op.startswith(">") else vb - va), ta + tb
+            score = m / t if t > 0 else math.copysign(math.inf, m) if m else 0.0
+            if best is None or score < best[0]:
+                best = (score, m, t)
+        if best is None:
+            raise ValueError("margin: give at least one comparison")
+        return {"margin": best[1], "tol": best[2]}
+
+    def borderline(self, name: str) -> bool:
+        """Whether the claim `name` was decided by a margin within its tolerance."""
+        return bool(self.claim_margin.get(name, {}).get("borderline", False))
 
     def paper_vs_run(self, quantity: str, paper: str, source: str, run: float, fmt: str = "{:.1f}") -> None:
         """Add a row: the paper's figure (quoted, with its source) beside this run's computed value."""
-        self.rows.append(PaperRow(quantity, paper, source, fmt.format(run)))
+        tol = self.tolerance(quantity)
+        self.rows.append(PaperRow(quantity, paper, source, fmt.format(run), float(run), asdict(tol)))
 
     def claims_markdown(self) -> str:
-        """The claims as a markdown table: claim, and whether it holds in this run."""
-        return markdown_table(["claim", "holds in this run"],
-                              [[self.claim_text[k], "yes" if v else "**no**"] for k, v in self.claims.items()])
+        """The claims as a markdown table: claim, whether it holds in this run, and its margin."""
+        def outcome(k: str, v: bool) -> str:
+            if self.borderline(k):
+                m = self.claim_margin[k]
+                return f"borderline ({'yes' if v else 'no'}: margin {m['margin']:.3g} within tolerance {m['tol']:.3g})"
+            return "yes" if v else "**no**"
+        return markdown_table(["claim", "holds in this run"], [[self.claim_text[k], outcome(k, v)] for k, v in self.claims.items()])
 
     def table_markdown(self) -> str:
         """The "paper vs. this run" table as markdown."""
@@ -101,10 +239,11 @@ class Report:
                               [[r.quantity, r.paper, r.source, r.run] for r in self.rows])
 
     def failed_claims(self) -> list[str]:
-        return [k for k, v in self.claims.items() if not v]
+        """Claims that do not hold by more than their tolerance (borderline ones are not failures)."""
+        return [k for k, v in self.claims.items() if not v and not self.borderline(k)]
 
     def check(self) -> None:
-        """Raise AssertionError naming every claim that does not hold in this run."""
+        """Raise AssertionError naming every claim that does not hold in this run (borderline ones excepted)."""
         failed = self.failed_claims()
         if failed:
             raise AssertionError("claims that do not hold in this run: " + "; ".join(self.claim_text[k] for k in failed))
@@ -120,14 +259,21 @@ class Report:
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
             "peak_rss_mb": round(peak_rss_mb(), 1),
             "metrics": self.metrics,
+            "tolerances": {k: asdict(t) for k, t in self.metric_tol.items()},
+            "timings": self.timings,
             "claims": self.claims,
             "claim_text": self.claim_text,
-            "paper_vs_run": [vars(r) for r in self.rows],
+            "claim_margins": self.claim_margin,
+            "outcome_margins": self.outcome_margin,
+            "paper_vs_run": [asdict(r) for r in self.rows],
         }
 
     def save(self) -> Path | None:
-        """Write the report to $GENLENS_RESULTS_PATH if the runner set it; return the path."""
+        """Write the report to $GENLENS_RESULTS_PATH (set by the runner) or, where validation asked for it,
+        to $GENLENS_RESULTS_DIR/<profile>/<chapter>.json; return the path (None: nothing written)."""
         target = os.environ.get("GENLENS_RESULTS_PATH")
+        if not target and os.environ.get("GENLENS_RESULTS_DIR"):
+            target = str(Path(os.environ["GENLENS_RESULTS_DIR"]) / self.profile / f"{self.chapter}.json")
         if not target:
             return None
         atomic_write_json(Path(target), self.to_dict())

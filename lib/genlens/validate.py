@@ -1,0 +1,95 @@
+"""Compare a re-executed chapter's results with the committed ones, within each figure's tolerance.
+
+Floating-point summation order differs between processors (vector width, thread count), so a
+re-executed chapter never reproduces every digit of the committed one. What must agree:
+
+- outcomes exactly: the same metrics, claims and paper-vs-run rows, every claim's verdict and every
+  recorded outcome (an argmax, a winner), except one that was borderline (decided by a margin within
+  its tolerance) in either run;
+- every figure within the tolerance recorded beside it in the committed results (`report.Tol`).
+
+Times and memory are never compared. `compare` returns one line per disagreement (empty: they agree).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .report import Tol
+
+__all__ = ["compare", "compare_dirs", "summary"]
+
+
+def _tol(recorded: dict[str, Any] | None) -> Tol | None:
+    return Tol(**recorded) if recorded is not None else None
+
+
+def _figure(where: str, a: float, b: float, tol: Tol | None) -> list[str]:
+    if tol is None:
+        return [f"{where}: no tolerance recorded in the committed results"]
+    if tol.allows(a, b):
+        return []
+    return [f"{where}: {b:.6g} re-executed vs {a:.6g} committed, outside {tol.describe()} ({tol.why or 'no reason given'})"]
+
+
+def _same_keys(where: str, committed: dict, rerun: dict) -> list[str]:
+    missing, extra = sorted(set(committed) - set(rerun)), sorted(set(rerun) - set(committed))
+    out = [f"{where}: {k!r} committed but not re-executed" for k in missing]
+    return out + [f"{where}: {k!r} re-executed but not committed" for k in extra]
+
+
+def compare(committed: dict[str, Any], rerun: dict[str, Any]) -> list[str]:
+    """Disagreements between the committed results of a chapter and a re-executed run of it, one line each."""
+    problems: list[str] = []
+    for key in ("chapter", "profile", "seed"):
+        if committed.get(key) != rerun.get(key):
+            problems.append(f"{key}: {rerun.get(key)!r} re-executed vs {committed.get(key)!r} committed")
+    tols = committed.get("tolerances", {})
+    cm, rm = committed.get("metrics", {}), rerun.get("metrics", {})
+    problems += _same_keys("metric", cm, rm)
+    for name in cm.keys() & rm.keys():
+        if rerun.get("tolerances", {}).get(name) != tols.get(name):
+            problems.append(f"metric {name!r}: its tolerance changed since the committed run")
+        borderline = any(r.get("outcome_margins", {}).get(name, {}).get("borderline", False) for r in (committed, rerun))
+        if not borderline:
+            problems += _figure(f"metric {name!r}", cm[name], rm[name], _tol(tols.get(name)))
+    cc, rc = committed.get("claims", {}), rerun.get("claims", {})
+    problems += _same_keys("claim", cc, rc)
+    for name in cc.keys() & rc.keys():
+        borderline = any(r.get("claim_margins", {}).get(name, {}).get("borderline", False) for r in (committed, rerun))
+        if cc[name] != rc[name] and not borderline:
+            problems.append(f"claim {name!r}: {'holds' if rc[name] else 'fails'} re-executed but "
+                            f"{'holds' if cc[name] else 'fails'} committed (not borderline in either run)")
+    crows, rrows = committed.get("paper_vs_run", []), rerun.get("paper_vs_run", [])
+    if [(r["quantity"], r["paper"], r["source"]) for r in crows] != [(r["quantity"], r["paper"], r["source"]) for r in rrows]:
+        problems.append("paper vs. run: the rows (quantity, paper, source) differ from the committed ones")
+    else:
+        for c, r in zip(crows, rrows):
+            if "value" not in c:
+                problems.append(f"paper vs. run {c['quantity']!r}: no value recorded in the committed results")
+            else:
+                problems += _figure(f"paper vs. run {c['quantity']!r}", c["value"], r["value"], _tol(c.get("tolerance")))
+    return problems
+
+
+def compare_dirs(committed_dir: str | Path, rerun_dir: str | Path) -> dict[str, list[str]]:
+    """Compare every committed `<chapter>.json` of `committed_dir` with the same file in `rerun_dir`.
+
+    Returns chapter -> disagreements; a chapter with no re-executed results is one disagreement.
+    """
+    out: dict[str, list[str]] = {}
+    for path in sorted(Path(committed_dir).glob("*.json")):
+        rerun = Path(rerun_dir) / path.name
+        if not rerun.exists():
+            out[path.stem] = [f"no re-executed results ({rerun}): the chapter did not run to its end"]
+            continue
+        out[path.stem] = compare(json.loads(path.read_text()), json.loads(rerun.read_text()))
+    return out
+
+
+def summary(committed: dict[str, Any]) -> str:
+    """What a passing comparison checked: '<n> figures within tolerance, <m> outcomes (<b> borderline)'."""
+    n = len(committed.get("metrics", {})) + len(committed.get("paper_vs_run", []))
+    borderline = sum(bool(m.get("borderline")) for m in committed.get("claim_margins", {}).values())
+    return f"{n} figures within tolerance, {len(committed.get('claims', {}))} outcomes identical ({borderline} borderline)"
