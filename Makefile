@@ -33,7 +33,7 @@ html-strict: $(STAMP)   ## build the HTML from the executed chapters; any Sphinx
 	$(BIN)/genlens book --no-run --strict
 
 unit: $(STAMP)
-	TQDM_DISABLE=1 $(BIN)/python -m pytest tests -q
+	TQDM_DISABLE=1 $(BIN)/python -m pytest -q tests lib/genlens   # unit tests and the docstrings' examples
 
 # nbval re-executes the committed chapters against an empty cache (every model is retrained); a cell
 # that raises fails. Checked cells (NBVAL_CHECK_OUTPUT) are compared with every number sanitized away,

@@ -1,4 +1,4 @@
-"""Benchmark of genlens.attacks against torchattacks (PGD) and of the batched L-BFGS attack vs scipy L-BFGS-B.
+"""Benchmark of genlens.lenses.attacks against torchattacks (PGD) and of the batched L-BFGS attack vs scipy L-BFGS-B.
 
 Run in the project's venv: `python bench/adversarial.py`. Both sides run in this process on the same
 model and inputs after a warm-up; each time is the best of `--repeats` runs. Checks that the two
@@ -12,10 +12,12 @@ import time
 import torch
 import torchattacks
 
-from genlens import attacks, data
-from genlens.device import best_time
-from genlens.randomization import train_randomized
-from genlens.train import TrainConfig
+from genlens.lenses import attacks
+
+from genlens.core import data
+from genlens.core.device import best_time
+from genlens.lenses.randomization import train_randomized
+from genlens.core.train import TrainConfig
 
 
 def main() -> None:

@@ -17,9 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlens import data, hessian, models
-from genlens.device import best_time
-from genlens.train import TrainConfig, train
+from genlens.core import data, models
+
+from genlens.lenses import hessian
+from genlens.core.device import best_time
+from genlens.core.train import TrainConfig, train
 
 
 MODEL = sys.argv[1] if len(sys.argv) > 1 else "mlp"  # "mlp" (the chapter's, default) or "cnn"

@@ -1,4 +1,4 @@
-"""Bench: genlens.fourier.split vs a per-image numpy split in the style of HaohanWang/HFC.
+"""Bench: genlens.lenses.fourier.split vs a per-image numpy split in the style of HaohanWang/HFC.
 
 Splits 10,000 random 32x32x3 images at radius 12 (the paper's CIFAR-10 setting). The peer follows
 the paper's ``generateDataWithDifferentFrequencies_3Channel``: the mask is built once with per-pixel
@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from genlens import fourier
-from genlens.device import best_time
+from genlens.lenses import fourier
+from genlens.core.device import best_time
 
 N, C, H, W, RADIUS = 10_000, 3, 32, 32, 12
 
@@ -56,7 +56,7 @@ def main() -> None:
     print(f"split of {N} images {H}x{W}x{C} at radius {RADIUS}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
     print(f"  peer (per-image numpy, HFC style): {t_peer:.3f} s")
-    print(f"  genlens.fourier.split (batched):   {t_ours:.3f} s")
+    print(f"  genlens.lenses.fourier.split (batched):   {t_ours:.3f} s")
     print(f"  max abs difference: {err:.1e}")
     print(f"speedup: {t_peer / t_ours:.1f}")
 

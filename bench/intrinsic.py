@@ -1,4 +1,4 @@
-"""Benchmark genlens.intrinsic.twonn against scikit-dimension's TwoNN on the same points.
+"""Benchmark genlens.lenses.intrinsic.twonn against scikit-dimension's TwoNN on the same points.
 
 5,000 points in 512 dimensions (a 12-dimensional Gaussian, rotated into 512-D and bent by a tanh,
 so the manifold is curved), float32. Both estimators use the paper's rule with discard_fraction 0.1;
@@ -12,8 +12,8 @@ import warnings
 
 import torch
 
-from genlens import intrinsic
-from genlens.device import best_time, describe, pick_device
+from genlens.lenses import intrinsic
+from genlens.core.device import best_time, describe, pick_device
 
 
 def main() -> None:

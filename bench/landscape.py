@@ -3,7 +3,7 @@
 Both evaluate the same 441 parameter points (the plane spanned by two filter-normalized directions
 from genlens, handed to `loss_landscapes.planar_interpolation` as end-point models), in eval mode,
 under `torch.no_grad()` for the peer (its in-place parameter walk needs it), in one process, after
-a warm-up, timed by `genlens.device.best_time` (fastest of GENLENS_BENCH_REPEATS calls).
+a warm-up, timed by `genlens.core.device.best_time` (fastest of GENLENS_BENCH_REPEATS calls).
 On the CPU (the default) genlens runs its CPU engine (`engine="loop"`: one forward per point, the
 input layer evaluated once per pass by linearity); with GENLENS_BENCH_DEVICE=cuda both sides run on
 the GPU and genlens batches 49 points per vmapped pass (`engine="vmap"`). Prints each side's time,
@@ -21,8 +21,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from genlens import data, landscape, models
-from genlens.device import best_time, describe
+from genlens.core import data, models
+
+from genlens.lenses import landscape
+from genlens.core.device import best_time, describe
 
 STEPS = int(os.environ.get("GENLENS_BENCH_STEPS", 21))  # override only for a smoke test
 REPEATS = int(os.environ.get("GENLENS_BENCH_REPEATS", 2))
@@ -72,7 +74,7 @@ even = (z_peer[0::2, :-1] - z_ours[0::2, 1:]).abs().max().item()
 err = max(odd, even)
 print(f"device: {describe(dev)}, torch {torch.__version__}, loss-landscapes {version('loss-landscapes')}")
 print(f"{STEPS}x{STEPS} surface, SmallCNN(width=16) ({models.count_parameters(net)} parameters), 1000 images")
-print(f"genlens.landscape.surface (engine={ENGINE}):  {t_ours:8.2f} s")
+print(f"genlens.lenses.landscape.surface (engine={ENGINE}):  {t_ours:8.2f} s")
 print(f"loss_landscapes.planar_interpolation:    {t_peer:8.2f} s")
 print(f"max |loss difference| over shared points: {err:.2e} (loss range {z_ours.min():.3f}..{z_ours.max():.3f})")
 assert err < 1e-3 * max(1.0, z_ours.abs().max().item()), f"genlens and loss-landscapes disagree by {err}"

@@ -1,4 +1,4 @@
-"""Benchmark genlens.protopnet.push_prototypes (batched over the training set on the device) against a
+"""Benchmark genlens.lenses.protopnet.push_prototypes (batched over the training set on the device) against a
 naive push in the style of the reference implementation's loop: one image at a time, for every
 prototype a Python loop over the images of its class.
 
@@ -14,9 +14,9 @@ import copy
 
 import torch
 
-from genlens import data
-from genlens import protopnet as pp
-from genlens.device import best_time, describe, pick_device
+from genlens.core import data
+from genlens.lenses import protopnet as pp
+from genlens.core.device import best_time, describe, pick_device
 
 
 @torch.no_grad()

@@ -1,9 +1,9 @@
 """Benchmark the primitives of the `rethinking` chapter against their usual implementations.
 
-1. One epoch of SGD training (MLP 1x512 on MNIST-5k): genlens.train (data resident on the device,
+1. One epoch of SGD training (MLP 1x512 on MNIST-5k): genlens.core.train (data resident on the device,
    batches sliced from one tensor) vs the standard torch DataLoader(TensorDataset) loop, fed the same
    permutation, so both must end with the same weights.
-2. Random pixels for 4,000 images: genlens.randomization.random_pixels (one batched argsort and
+2. Random pixels for 4,000 images: genlens.lenses.randomization.random_pixels (one batched argsort and
    gather) vs a Python loop drawing and applying one permutation per image; both must keep each
    image's own pixel values.
 The last line is `speedup: <DataLoader loop time / genlens time>` for the training epoch.
@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from genlens import data, models
-from genlens.device import best_time
-from genlens.randomization import random_pixels
-from genlens.train import TrainConfig, _epoch_generator, train
+from genlens.core import data, models
+from genlens.core.device import best_time
+from genlens.lenses.randomization import random_pixels
+from genlens.core.train import TrainConfig, _epoch_generator, train
 
 
 def dataloader_epoch(model, x, y, order, config):
@@ -43,7 +43,7 @@ def main() -> None:
     train(ours, images, config, progress=False)
     dataloader_epoch(theirs, images.x_train, images.y_train, order, config)
     same = all(torch.allclose(a, b, atol=1e-5) for a, b in zip(ours.state_dict().values(), theirs.state_dict().values()))
-    assert same, "genlens.train and the DataLoader loop disagree after one epoch"
+    assert same, "genlens.core.train and the DataLoader loop disagree after one epoch"
 
     t_ours = best_time(lambda: train(build(), images, config, progress=False))[0]
     t_loader = best_time(lambda: dataloader_epoch(build(), images.x_train, images.y_train, order, config))[0]

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlens.attacks import accuracy_under, fgsm, input_gradient, pgd
+from genlens.lenses.attacks import accuracy_under, fgsm, input_gradient, pgd
 
 
 def _model_and_data(seed=0):

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlens.attacks import distortion, fgsm, lbfgs, pgd
+from genlens.lenses.attacks import distortion, fgsm, lbfgs, pgd
 
 
 def _trained_model_and_data(seed=0, n=96, k=4):
@@ -125,7 +125,7 @@ def test_pgd_success_matches_torchattacks(norm):
 def test_torch_solver_matches_scipy_per_image_on_a_convex_problem():
     """Softmax regression makes c|z - x|^2 + CE(Wz + b, t) strictly convex: one minimizer per image,
     which the batched projected L-BFGS on the device and scipy's L-BFGS-B (one image at a time) must share."""
-    from genlens.attacks import _lbfgs_b, _lbfgs_box
+    from genlens.lenses.attacks import _lbfgs_b, _lbfgs_box
 
     g = torch.Generator().manual_seed(5)
     torch.manual_seed(5)

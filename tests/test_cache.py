@@ -1,4 +1,4 @@
-"""genlens.cache: keys, round trips, atomic writes, corruption, weights-only loading, locking."""
+"""genlens.core.cache: keys, round trips, atomic writes, corruption, weights-only loading, locking."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from genlens import cache as cache_mod
-from genlens.cache import Cache, CorruptCacheEntry, atomic_write_bytes, atomic_write_json, cache_root, config_key
+from genlens.core import cache as cache_mod
+from genlens.core.cache import Cache, CorruptCacheEntry, atomic_write_bytes, atomic_write_json, cache_root, config_key
 
 CONFIG = {"model": "mlp", "lr": 0.1, "layers": [512, 512], "nested": {"b": 2, "a": 1}}
 
@@ -413,7 +413,7 @@ CONCURRENT_SCRIPT = textwrap.dedent("""
     import os, sys, time
     from pathlib import Path
     import torch
-    from genlens.cache import Cache
+    from genlens.core.cache import Cache
 
     root, counter, ready, me, out = sys.argv[1:]
     Path(ready, me).touch()

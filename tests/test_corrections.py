@@ -1,4 +1,4 @@
-"""genlens.corrections against a brute-force oracle (every activation region of a one-hidden-layer
+"""genlens.lenses.corrections against a brute-force oracle (every activation region of a one-hidden-layer
 network enumerated, one LP each, written here independently), a dense grid for a deeper network,
 sampling, and closed forms."""
 import dataclasses
@@ -10,7 +10,7 @@ import torch
 from scipy.optimize import linprog
 from torch import nn
 
-from genlens import corrections as C
+from genlens.lenses import corrections as C
 
 
 def _net(sizes, seed):

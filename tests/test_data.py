@@ -1,4 +1,4 @@
-"""genlens.data: every loader against tiny fixtures written in the real on-disk formats."""
+"""genlens.core.data: every loader against tiny fixtures written in the real on-disk formats."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
-from genlens import data
-from genlens.data import DatasetError, DatasetNotFound, ImageData, load
+from genlens.core import data
+from genlens.core.data import DatasetError, DatasetNotFound, ImageData, load
 
 
 @pytest.fixture(autouse=True)

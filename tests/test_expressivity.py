@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from genlens.expressivity import fit_interpolant
+from genlens.lenses.expressivity import fit_interpolant
 
 
 def test_interpolant_fits_random_labels_exactly_with_2n_plus_d_weights():

@@ -1,10 +1,10 @@
-"""genlens.fourier against a per-image numpy reference written like the paper's frequencyHelper.py."""
+"""genlens.lenses.fourier against a per-image numpy reference written like the paper's frequencyHelper.py."""
 import numpy as np
 import pytest
 import torch
 from scipy import signal
 
-from genlens import fourier
+from genlens.lenses import fourier
 
 
 def reference_split(images: np.ndarray, r: float) -> tuple[np.ndarray, np.ndarray]:
@@ -116,7 +116,7 @@ def test_kernel_roughness_closed_forms():
 
 
 def test_with_smoothed_kernels_copies_and_smooths_first_conv():
-    from genlens.models import SmallCNN
+    from genlens.core.models import SmallCNN
 
     torch.manual_seed(0)
     net = SmallCNN(width=4)

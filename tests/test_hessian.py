@@ -1,4 +1,4 @@
-"""genlens.hessian against a dense Hessian (torch.autograd.functional.hessian + eigh), a quadratic
+"""genlens.lenses.hessian against a dense Hessian (torch.autograd.functional.hessian + eigh), a quadratic
 with a known spectrum, and PyHessian on the same model."""
 import math
 
@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlens import hessian as H
+from genlens.lenses import hessian as H
 
 
 def _tiny(seed=0, n=40):
@@ -179,7 +179,7 @@ def test_agrees_with_pyhessian():
 
 
 def test_tracker_records_curvature_and_gradient_norm():
-    from genlens.train import History
+    from genlens.core.train import History
 
     model, x, y = _tiny()
     history = History()

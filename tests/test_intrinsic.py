@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from genlens import intrinsic as I
-from genlens.models import build_for
+from genlens.lenses import intrinsic as I
+from genlens.core.models import build_for
 
 
 def _gen(seed=0):

@@ -1,4 +1,4 @@
-"""Tests of genlens.landscape against closed forms and exact invariances."""
+"""Tests of genlens.lenses.landscape against closed forms and exact invariances."""
 from __future__ import annotations
 
 import pytest
@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlens import landscape as L
-from genlens.cache import Cache
-from genlens.models import SmallCNN
+from genlens.lenses import landscape as L
+from genlens.core.cache import Cache
+from genlens.core.models import SmallCNN
 
 
 class Quadratic(nn.Module):

@@ -1,6 +1,6 @@
 import torch
 
-from genlens.least_squares import max_step, min_norm_solution, random_fourier_features, row_space_residual, sgd_least_squares
+from genlens.lenses.least_squares import max_step, min_norm_solution, random_fourier_features, row_space_residual, sgd_least_squares
 
 
 def _problem(n=30, d=120, k=2, seed=0):

@@ -1,8 +1,8 @@
-"""Tests for genlens.models: shapes, paper parameter counts, skip connections, registry, determinism."""
+"""Tests for genlens.core.models: shapes, paper parameter counts, skip connections, registry, determinism."""
 import pytest
 import torch
 
-from genlens.models import (
+from genlens.core.models import (
     MODELS, MLP, CifarResNet, Normalize, ResNet18, SmallAlexNet, SmallCNN, SmallInception, SmallVGG,
     build, count_parameters, resnet20, with_normalization,
 )

@@ -11,7 +11,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from genlens import runner
+from genlens.book import runner
 
 try:
     import tomllib
@@ -80,8 +80,8 @@ def test_torch_and_torchvision_ranges(requirements) -> None:
 
 
 def test_console_script_declared() -> None:
-    assert pyproject()["project"]["scripts"]["genlens"] == "genlens.cli:main"
-    from genlens import cli
+    assert pyproject()["project"]["scripts"]["genlens"] == "genlens.book.cli:main"
+    from genlens.book import cli
 
     assert callable(cli.main)
 
@@ -92,7 +92,7 @@ def test_import_genlens_is_light() -> None:
         "import json, sys\n"
         "import genlens\n"
         "light = sorted(m for m in ('matplotlib', 'tqdm', 'IPython', 'papermill') if m in sys.modules)\n"
-        "import genlens.cli\n"
+        "import genlens.book.cli\n"
         "cli = sorted(m for m in ('matplotlib', 'IPython', 'papermill', 'jupytext', 'nbformat') if m in sys.modules)\n"
         "print(json.dumps([light, cli]))\n"
     )
@@ -100,7 +100,7 @@ def test_import_genlens_is_light() -> None:
     assert proc.returncode == 0, proc.stderr
     light, cli = json.loads(proc.stdout.splitlines()[-1])
     assert light == [], f"`import genlens` imports {light}"
-    assert cli == [], f"`import genlens.cli` imports {cli} (the runner imports them only when running)"
+    assert cli == [], f"`import genlens.book.cli` imports {cli} (the runner imports them only when running)"
 
 
 # --------------------------------------------------------------------------- the book

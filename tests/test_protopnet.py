@@ -1,4 +1,4 @@
-"""genlens.protopnet against direct per-patch computations, hand-built losses, and the push property."""
+"""genlens.lenses.protopnet against direct per-patch computations, hand-built losses, and the push property."""
 import math
 
 import numpy as np
@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlens import protopnet as pp
-from genlens.data import DatasetNotFound, ImageData
+from genlens.lenses import protopnet as pp
+from genlens.core.data import DatasetNotFound, ImageData
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

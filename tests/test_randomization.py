@@ -1,8 +1,8 @@
 import torch
 import pytest
 
-from genlens.data import ImageData
-from genlens.randomization import corrupt_labels, gaussian_pixels, random_pixels, randomize, shuffle_pixels
+from genlens.core.data import ImageData
+from genlens.lenses.randomization import corrupt_labels, gaussian_pixels, random_pixels, randomize, shuffle_pixels
 
 
 def _data(n=200, c=1, h=6, w=6):

@@ -1,4 +1,4 @@
-"""genlens.runner and the `genlens` command, against a tiny fake checkout built in a temporary folder.
+"""genlens.book.runner and the `genlens` command, against a tiny fake checkout built in a temporary folder.
 
 Three real papermill executions in all: one good quick run (shared), one failing run and one `full`
 run, each of the last two on its own copy of the executed checkout.
@@ -16,9 +16,9 @@ import nbformat
 import pytest
 
 import genlens
-from genlens import runner
-from genlens.report import EXACT
-from genlens.runner import Param, RunError
+from genlens.book import runner
+from genlens.book.report import EXACT
+from genlens.book.runner import Param, RunError
 
 ALL_IDS = ["rethinking", "landscape", "hessian", "hfc", "adversarial", "intrinsic", "protopnet", "corrections"]
 
@@ -55,8 +55,8 @@ name = "x"
 
 BODY = """\
 ```{code-cell} ipython3
-from genlens.device import pick_device
-from genlens.report import EXACT, Report
+from genlens.core.device import pick_device
+from genlens.book.report import EXACT, Report
 
 report = Report("rethinking", profile, seed, str(pick_device(device)), tolerances={"product": EXACT})
 product = report.metric("product", n * scale)
@@ -418,7 +418,7 @@ def test_repo_root_honours_genlens_root(repo: Path, tmp_path: Path, monkeypatch:
 
 
 def test_beside_recorded_adds_the_other_profile_column():
-    from genlens.report import Report, Tol, beside_recorded
+    from genlens.book.report import Report, Tol, beside_recorded
 
     report = Report("rethinking", "quick", 0, "cpu", tolerances={"*": Tol(abs=1)})
     report.paper_vs_run("test accuracy (%)", "85.75", "Table 1", 96.44)
@@ -433,8 +433,8 @@ def test_beside_recorded_adds_the_other_profile_column():
 
 
 def test_beside_recorded_names_a_proxy_dataset():
-    from genlens.data import display_name
-    from genlens.report import Report, Tol, beside_recorded
+    from genlens.core.data import display_name
+    from genlens.book.report import Report, Tol, beside_recorded
 
     report = Report("hfc", "quick", 0, "cpu", tolerances={"*": Tol(abs=1)})
     report.paper_vs_run("test accuracy (%)", "85.75", "Table 1", 96.44)

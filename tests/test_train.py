@@ -1,4 +1,4 @@
-"""genlens.train: determinism, resumable cached training, history, augmentation, evaluation, schedules."""
+"""genlens.core.train: determinism, resumable cached training, history, augmentation, evaluation, schedules."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlens.cache import Cache, CorruptCacheEntry
-from genlens.data import ImageData
-from genlens.models import MLP
-from genlens.train import History, TrainConfig, augment_batch, evaluate, predict, train, train_cached
+from genlens.core.cache import Cache, CorruptCacheEntry
+from genlens.core.data import ImageData
+from genlens.core.models import MLP
+from genlens.core.train import History, TrainConfig, augment_batch, evaluate, predict, train, train_cached
 
 
 @pytest.fixture(autouse=True)
@@ -409,8 +409,8 @@ def test_mixup_option_off_by_default_and_out_of_cache_keys(tmp_path):
     """mixup is default-off; while off it leaves cache keys as before; when on it is repeatable."""
     from dataclasses import asdict
 
-    from genlens.cache import Cache
-    from genlens.train import TrainConfig, train_cached
+    from genlens.core.cache import Cache
+    from genlens.core.train import TrainConfig, train_cached
 
     assert TrainConfig().mixup == 0.0
     g = torch.Generator().manual_seed(0)
@@ -429,7 +429,7 @@ def test_mixup_option_off_by_default_and_out_of_cache_keys(tmp_path):
     train_cached(build, D, cfg, spec={"t": 1}, cache=cache, progress=False)
     old_spec = {"spec": {"t": 1}, "train": {k: v for k, v in asdict(cfg).items() if k != "mixup"},
                 "device": "cpu", "format": 1}
-    from genlens.cache import config_key
+    from genlens.core.cache import config_key
 
     assert cache.load("models", config_key(old_spec)) is not None
     mixed = TrainConfig(epochs=2, batch_size=16, lr=0.1, mixup=1.0)

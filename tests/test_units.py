@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from genlens.units import (label_purity, layer_activations, lipschitz_bounds, natural_directions,
+from genlens.lenses.units import (label_purity, layer_activations, lipschitz_bounds, natural_directions,
                            random_directions, top_images, unit_analysis)
 
 
@@ -78,7 +78,7 @@ def test_amplification_of_a_linear_map_is_bounded_by_its_operator_norm():
     import torch
     from torch import nn
 
-    from genlens.units import amplification
+    from genlens.lenses.units import amplification
 
     torch.manual_seed(0)
     layer = nn.Linear(6, 4)

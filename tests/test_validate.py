@@ -1,12 +1,12 @@
-"""genlens.report tolerances and borderline claims, and genlens.validate: what must agree between runs."""
+"""genlens.book.report tolerances and borderline claims, and genlens.book.validate: what must agree between runs."""
 import copy
 import json
 import math
 
 import pytest
 
-from genlens import cli, validate
-from genlens.report import EXACT, Report, Tol, markdown_table
+from genlens.book import cli, validate
+from genlens.book.report import EXACT, Report, Tol, markdown_table
 
 
 def make_report(acc: float = 0.90, count: int = 7, gap: float = 0.05) -> Report:

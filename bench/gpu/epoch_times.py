@@ -8,10 +8,10 @@ import sys
 
 import torch
 
-from genlens import data
-from genlens.device import pick_device
-from genlens.models import build_for
-from genlens.train import TrainConfig, train
+from genlens.core import data
+from genlens.core.device import pick_device
+from genlens.core.models import build_for
+from genlens.core.train import TrainConfig, train
 
 NETWORKS = [("inception", {}), ("alexnet", {}), ("mlp", {"hidden": [512]}), ("mlp", {"hidden": [512] * 3}),
             ("resnet20", {}), ("resnet56", {}), ("vgg", {}), ("cnn", {"width": 64})]

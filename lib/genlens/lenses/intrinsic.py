@@ -393,7 +393,7 @@ def layer_representations(model: nn.Module, x: torch.Tensor, layers: Sequence[st
 
 
 def probe_layers(model: nn.Module) -> dict[str, str]:
-    """The layers at which the paper measures a network of genlens.models, input side first:
+    """The layers at which the paper measures a network of genlens.core.models, input side first:
     label -> module name for :func:`layer_representations` (the input itself is added there).
 
     MLP: every hidden ReLU, then the output. SmallCNN, SmallVGG: every conv block's ReLU and every
@@ -401,7 +401,7 @@ def probe_layers(model: nn.Module) -> dict[str, str]:
     block, the last hidden layer (after global pooling) and the output. The second-to-last entry
     is always the last hidden layer.
     """
-    from . import models as M
+    from ..core import models as M
 
     out: dict[str, str] = {}
     if isinstance(model, M.MLP):

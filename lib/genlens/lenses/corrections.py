@@ -707,8 +707,8 @@ def fit_tabular(x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, y_test: 
     The mean and std come from the training set; the network is trained on x's device."""
     from types import SimpleNamespace
 
-    from .models import MLP
-    from .train import train
+    from ..core.models import MLP
+    from ..core.train import train
 
     if x.ndim != 2 or x_test.ndim != 2 or x.shape[1] != x_test.shape[1]:
         raise ValueError(f"x and x_test must be (N, d) with the same d, got {tuple(x.shape)}, {tuple(x_test.shape)}")

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, jvp, vmap
 
-from .cache import Cache, config_key
+from ..core.cache import Cache, config_key
 
 Params = dict[str, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -445,7 +445,7 @@ def hessian_extremes(model: nn.Module, loss_fn: LossFn, data: tuple[torch.Tensor
     Lanczos with full reorthogonalization on Hessian-vector products (forward-over-reverse
     ``torch.func``), batched over `points_per_pass` points with vmap; the official code uses
     ARPACK's Lanczos (scipy ``eigsh``) the same way. Returns (lambda_min (P,), lambda_max (P,)).
-    The HVP is batched over points here (``genlens.hessian`` works on one point); the chapter checks
+    The HVP is batched over points here (``genlens.lenses.hessian`` works on one point); the chapter checks
     both against each other at the minimizer.
     """
     x, y = _check_data(model, data)
@@ -518,14 +518,14 @@ def plane_curvature(surf: Surface) -> tuple[torch.Tensor, torch.Tensor]:
 
 def train_with_trajectory(build_model: Callable[[], nn.Module], data, config, *, spec: Mapping, cache: Cache | None = None,
                           ) -> tuple[nn.Module, object, list[Params]]:
-    """Train with `genlens.train.train` and keep the weights after every epoch (for `pca_directions`).
+    """Train with `genlens.core.train.train` and keep the weights after every epoch (for `pca_directions`).
 
     Returns (model in eval mode, History, [weights at initialization, after epoch 1, ...]) as CPU
     tensors; the whole result is cached under `spec` and `config` like `train_cached`.
     """
     from dataclasses import asdict
 
-    from .train import History, train
+    from ..core.train import History, train
 
     store = cache or Cache()
     device = data.x_train.device

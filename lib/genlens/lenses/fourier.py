@@ -269,7 +269,7 @@ def band_predictions(model: nn.Module, images: torch.Tensor, radius: float, *, r
     """Softmax probabilities (N, K) of `model` (in eval mode) on the low- and high-frequency parts of
     `images` (N, C, H, W) at `radius`, each part divided by its per-image maximum first when `rescale`
     (as the paper's code does). The model's mode is restored."""
-    from .train import predict
+    from ..core.train import predict
 
     low, high = split(images, radius)
     if rescale:
@@ -293,7 +293,7 @@ def band_tracker(images: torch.Tensor, labels: torch.Tensor, radii: list[float],
         parts = {r: (rescale_max(lo), rescale_max(hi)) for r, (lo, hi) in parts.items()}
 
     def callback(epoch: int, model: nn.Module, history) -> None:
-        from .train import predict
+        from ..core.train import predict
 
         for r, (lo, hi) in parts.items():
             for name, x in (("low", lo), ("high", hi)):

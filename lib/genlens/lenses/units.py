@@ -125,7 +125,7 @@ def amplification(model: nn.Module, x: torch.Tensor, x_perturbed: torch.Tensor) 
     Section 4.3 of Szegedy et al. (2014) bounds it by the product of the layers' Lipschitz constants
     (`lipschitz_bounds`).
     """
-    from .train import predict
+    from ..core.train import predict
 
     change = (predict(model, x_perturbed) - predict(model, x)).norm(dim=1)  # (N,)
     return change / (x_perturbed - x).flatten(1).norm(dim=1).clamp_min(1e-12)

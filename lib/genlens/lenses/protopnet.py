@@ -33,10 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .cache import Cache, atomic_write_bytes, cache_root, config_key
-from .data import DatasetError, DatasetNotFound, ImageData, data_root
-from .data import load as _load_data
-from .train import _epoch_generator, augment_batch
+from ..core.cache import Cache, atomic_write_bytes, cache_root, config_key
+from ..core.data import DatasetError, DatasetNotFound, ImageData, data_root
+from ..core.data import load as _load_data
+from ..core.train import _epoch_generator, augment_batch
 
 __all__ = ["ProtoConfig", "ProtoPNet", "l2_distances", "log_similarity", "last_layer_init", "protopnet_loss",
            "backbone", "PushResult", "push_prototypes", "train_protopnet", "fit_cached", "Explanation", "explain",
@@ -69,7 +69,7 @@ class ProtoConfig:
     coef_l1: float = 1e-4
     incorrect_strength: float = -0.5  # last-layer init for wrong-class connections
     epsilon: float = 1e-4  # in log((d + 1) / (d + eps))
-    augment: bool = False  # random crop (pad 4) + flip, batched (genlens.train.augment_batch)
+    augment: bool = False  # random crop (pad 4) + flip, batched (genlens.core.train.augment_batch)
     seed: int = 0
 
 
@@ -156,7 +156,7 @@ def backbone(name: str, in_channels: int = 3, *, pretrained: bool = False, width
     in the paper ("vgg19", "resnet34", "densenet121", ...; 224x224 -> 7x7), with `weights=None`, or
     with the ImageNet weights read from torch's hub cache when `pretrained` (never downloaded).
     """
-    from . import models
+    from ..core import models
 
     if name == "cnn":
         net = models.SmallCNN(in_channels, width=width or 32)
@@ -254,7 +254,7 @@ def plain_classifier(backbone_name: str, image_shape: tuple[int, int, int], num_
                      pretrained: bool = False, width: int | None = None) -> nn.Sequential:
     """The same backbone as a black-box classifier: features -> global average pool -> linear.
 
-    For "cnn" this is exactly `genlens.models.SmallCNN`; the paper's baselines are the torchvision
+    For "cnn" this is exactly `genlens.core.models.SmallCNN`; the paper's baselines are the torchvision
     networks with a new last layer.
     """
     feats, channels = backbone(backbone_name, image_shape[0], pretrained=pretrained, width=width)
@@ -630,7 +630,7 @@ def load_cub200(root: str | Path | None = None, *, size: int = 224, device: str 
 
 
 def load_data(name: str, device: str | torch.device = "cpu") -> ImageData:
-    """`genlens.data.load(name)`, plus "cub200" and "cub200:<CUB_200_2011 folder>"."""
+    """`genlens.core.data.load(name)`, plus "cub200" and "cub200:<CUB_200_2011 folder>"."""
     if name == "cub200" or name.startswith("cub200:"):
         return load_cub200(name.partition(":")[2] or None, device=device)
     return _load_data(name, device)

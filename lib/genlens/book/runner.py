@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .cache import atomic_write_bytes, atomic_write_json
+from ..core.cache import atomic_write_bytes, atomic_write_json
 
 PROFILES = ("quick", "full")
 
@@ -65,7 +65,7 @@ def repo_root() -> Path:
         if not is_checkout(Path(explicit)):
             raise RunError(f"GENLENS_ROOT={explicit} is not a genlens checkout (no notebooks/ or _config.yml there)")
         return Path(explicit)
-    for c in (Path(__file__).resolve().parents[2], Path.cwd()):
+    for c in (Path(__file__).resolve().parents[3], Path.cwd()):
         if is_checkout(c):
             return c
     raise RunError("cannot find the genlens checkout (a folder with notebooks/ and _config.yml); set GENLENS_ROOT")

@@ -606,7 +606,7 @@ def spread_over_subsets(estimate: Callable[[tuple[torch.Tensor, torch.Tensor], i
 
 def tracker(loss_fn: LossFn, hessian_data, gradient_data=None, *, tol: float = 1e-2, max_iter: int = 50,
             seed: int = 0) -> Callable[[int, nn.Module, object], None]:
-    """An epoch callback for `genlens.train.train`: appends the top Hessian eigenvalue (on
+    """An epoch callback for `genlens.core.train.train`: appends the top Hessian eigenvalue (on
     `hessian_data`) and the full-gradient norm (on `gradient_data`, default the same data) to
     history.extra["top_eigenvalue"] and history.extra["grad_norm"] (the paper's Figure 5)."""
     def callback(epoch: int, model: nn.Module, history) -> None:

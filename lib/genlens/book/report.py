@@ -20,13 +20,13 @@ from typing import Any
 
 import torch
 
-from .cache import atomic_write_json
-from .device import describe, peak_rss_mb
+from ..core.cache import atomic_write_json
+from ..core.device import describe, peak_rss_mb
 
 
 def versions() -> dict[str, str]:
     """Versions of python, torch and genlens (and torchvision if importable)."""
-    from . import __version__
+    from .. import __version__
 
     out = {"python": platform.python_version(), "torch": torch.__version__, "genlens": __version__}
     try:
@@ -288,7 +288,7 @@ def load_results(path: str | Path) -> dict[str, Any] | None:
 
 def recorded_results(chapter: str, profile: str) -> dict[str, Any] | None:
     """The committed results of `chapter` in `profile` (book/results/<profile>/<chapter>.json), if any."""
-    root = Path(os.environ.get("GENLENS_ROOT") or Path(__file__).resolve().parents[2])
+    root = Path(os.environ.get("GENLENS_ROOT") or Path(__file__).resolve().parents[3])
     return load_results(root / "book" / "results" / profile / f"{chapter}.json")
 
 
@@ -297,7 +297,7 @@ def beside_recorded(report: Report, recorded: dict[str, Any] | None) -> str:
     if not recorded:
         return "No run of this profile has been recorded yet."
     other = {row["quantity"]: row["run"] for row in recorded.get("paper_vs_run", [])}
-    from .data import display_name
+    from ..core.data import display_name
 
     dataset = recorded.get("params", {}).get("dataset") or ""
     on = f"{display_name(dataset)}, " if dataset else ""

@@ -91,8 +91,8 @@ def train_randomized(data: Any, kind: Kind, config: Any, *, model: str = "mlp", 
     Returns (trained model in eval mode, History, randomized data). Results are cached by the full
     specification, so every chapter asking for the same network on the same randomization shares it.
     """
-    from .models import build_for
-    from .train import train_cached
+    from ..core.models import build_for
+    from ..core.train import train_cached
 
     kind_c, fraction_c = canonical(kind, fraction)
     randomized = randomize(data, kind_c, fraction=fraction_c, seed=data_seed)

@@ -1,0 +1,1 @@
+"""The substrate every lens stands on: data sets, architectures, training, cache, device, nn helpers."""

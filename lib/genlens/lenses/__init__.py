@@ -1,0 +1,1 @@
+"""One module per idea of the papers: each lens measures a trained model (model, data, *, ...)."""
