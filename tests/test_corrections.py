@@ -10,6 +10,9 @@ import torch
 from scipy.optimize import linprog
 from torch import nn
 
+from genlens.core import data
+from genlens.core.cache import Cache
+from genlens.core.train import TrainConfig
 from genlens.lenses import corrections as C
 
 
@@ -131,8 +134,16 @@ def test_stability_is_enforced_and_its_checks_can_fail():
     plain = C.correct(net, x, t, eps=0.0, margin=0.01, lower=[-4, -4], upper=[4, 4])
     assert plain.cost <= stable.cost + 1e-9  # stability can only cost more
     assert not C.check_region(net, dataclasses.replace(plain, eps=0.2))  # the minimal point sits on a boundary
-    assert C.stable_fraction(net, [dataclasses.replace(plain, eps=0.5)], samples=2000,
-                             generator=torch.Generator().manual_seed(0)).item() < 1.0
+    both = C.stable_fraction(net, [stable, dataclasses.replace(plain, eps=0.5), stable], samples=2000,
+                             generator=torch.Generator().manual_seed(0))
+    assert both.shape == (3,) and both[0].item() == 1.0 and both[2].item() == 1.0 and both[1].item() < 1.0
+    # the oracle: the same boxes sampled point by point in float64
+    g = torch.Generator().manual_seed(1)
+    box = dataclasses.replace(plain, eps=0.5)
+    pts = [box.corrected + 0.5 * (torch.rand(2, generator=g, dtype=torch.float64).numpy() * 2 - 1) for _ in range(2000)]
+    hits = np.mean([int(net(torch.tensor(p, dtype=torch.float32)[None]).argmax()) == t for p in pts])
+    assert abs(hits - both[1].item()) < 0.05
+    assert C.stable_fraction(net, []).shape == (0,)
 
 
 def test_symbolic_region_points_all_get_the_target_and_immutable_features_stay():
@@ -176,16 +187,43 @@ def test_salient_features_pick_the_largest_gradients():
         assert set(torch.topk(gap, 2).indices.tolist()) == set(torch.nonzero(mask[i]).flatten().tolist())
 
 
-def test_fold_standardization_and_loan_data():
-    x, y = C.loan_data(500, seed=3, noise=0.0)
-    x2, y2 = C.loan_data(500, seed=3, noise=0.0)
-    assert torch.equal(x, x2) and torch.equal(y, y2)
-    rule = ((x[:, 0] / 40) ** 2 + ((x[:, 1] - 2) / 7) ** 2 <= 1).long()
-    assert torch.equal(y, rule) and 0.2 < y.float().mean() < 0.8
+def test_fold_standardization():
+    x = data.loan(500, seed=3).x_train
     net = _net([2, 5, 2], 0)
     mean, std = x.mean(0), x.std(0)
     folded = C.fold_standardization(net, mean, std)
     torch.testing.assert_close(folded(x), net((x - mean) / std), atol=1e-4, rtol=1e-4)
+
+
+def test_fit_tabular_trains_on_standardized_features_and_is_cached(tmp_path):
+    loans = data.loan(300, 100, seed=0)
+    cfg = TrainConfig(epochs=3, batch_size=64, lr=0.05, seed=1)
+    net, hist = C.fit_tabular(loans, (8,), cfg, cache=Cache(tmp_path))
+    assert len(hist.test_acc) == 3 and isinstance(net, nn.Sequential)
+    # the folded network on raw features is the trained one on standardized features
+    from genlens.core.models import MLP
+    from genlens.core.train import build_seeded, train
+
+    mean, std = loans.x_train.mean(0), loans.x_train.std(0)
+    ref = build_seeded(lambda: MLP(in_features=2, hidden=(8,), num_classes=2), 1)
+    train(ref, loans.standardized(mean, std), cfg, progress=False)
+    torch.testing.assert_close(net(loans.x_test), ref((loans.x_test - mean) / std), atol=1e-4, rtol=1e-4)
+    again, hist2 = C.fit_tabular(loans, (8,), cfg, cache=Cache(tmp_path))
+    assert hist2.seconds == hist.seconds  # loaded, not retrained
+    assert len(list(tmp_path.glob("models/*.pt"))) == 1
+
+
+def test_rejected_and_verified():
+    net = _net([2, 6, 2], 0)
+    xs = torch.randn(40, 2, generator=torch.Generator().manual_seed(0))
+    labels = net(xs).argmax(1).tolist()
+    expected = [i for i, k in enumerate(labels) if k != 1][:5]
+    assert torch.equal(C.rejected(net, xs, 1, 5), xs[expected])
+    kw = dict(lower=[-5, -5], upper=[5, 5], margin=0.05)
+    corrs = C.correct_many(net, C.rejected(net, xs, 1, 3), 1, **kw)
+    assert all(c.found for c in corrs) and C.verified(net, corrs)
+    # move one corrected point back to its input: the forward pass no longer gives the target
+    assert not C.verified(net, [corrs[0], dataclasses.replace(corrs[1], delta=np.zeros(2))])
 
 
 def test_bad_input_is_reported():
@@ -207,8 +245,8 @@ def test_bad_input_is_reported():
         C.correct(net, [0.0, 0.0], 0)
     with pytest.raises(ValueError, match="corr holds no correction"):
         C.symbolic_region(dataclasses.replace(C.correct(net, x, 0), delta=None, halfspaces=None), ["a", "b"])
-    with pytest.raises(ValueError, match="noise must be in"):
-        C.loan_data(10, seed=0, noise=0.7)
+    with pytest.raises(ValueError, match="xs must have 2 dimensions"):
+        C.correct_many(net, torch.zeros(3), 0)
 
 
 def test_correct_many_matches_one_by_one_and_in_processes():
@@ -217,5 +255,18 @@ def test_correct_many_matches_one_by_one_and_in_processes():
     targets = 1 - net(xs).argmax(1)
     kw = dict(lower=[-5, -5], upper=[5, 5], margin=0.05)
     one = [C.correct(net, x, int(t), **kw) for x, t in zip(xs, targets)]
-    many = C.correct_many(net, xs, targets, workers=2, **kw)
+    with C.process_pool(2) as pool:  # one pool, reused by both calls
+        many = C.correct_many(net, xs, targets, workers=pool, **kw)
+        again = C.correct_many(net, xs[:2], targets[:2], workers=pool, **kw)
     assert [c.cost for c in many] == [c.cost for c in one]
+    assert [c.cost for c in again] == [c.cost for c in one[:2]]
+
+
+def test_chapter_settings_limit():
+    from genlens.book.settings_corrections import PROFILES
+
+    quick = PROFILES["quick"]
+    assert quick.limited(0) is quick and quick.processes == 1
+    small = quick.limited(2)
+    assert (small.applicants, small.digits, small.loan_epochs, small.grid) == (2, 2, 2, (121, 101))
+    assert small.widths == quick.widths and PROFILES["full"].processes >= 1

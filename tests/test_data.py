@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from genlens.core import data
-from genlens.core.data import DatasetError, DatasetNotFound, ImageData, load
+from genlens.core.data import DatasetError, DatasetNotFound, ImageData, TabularData, load
 
 
 @pytest.fixture(autouse=True)
@@ -224,7 +224,7 @@ def test_unknown_name_lists_known() -> None:
     msg = str(err.value)
     assert "\n" not in msg and "imagenet" in msg
     assert all(n in msg for n in data.available())
-    assert data.available() == ["cifar10", "cifar100", "fashion-mnist", "mnist", "mnist5k"]
+    assert data.available() == ["cifar10", "cifar100", "cub200", "fashion-mnist", "mnist", "mnist5k"]
 
 
 # --------------------------------------------------------------------------- ImageFolder
@@ -302,6 +302,75 @@ def test_imagefolder_mixed_sizes_name_file(tmp_path: Path) -> None:
 def test_imagefolder_missing_path(tmp_path: Path) -> None:
     with pytest.raises(DatasetNotFound, match="nope.zip"):
         load(f"imagefolder:{tmp_path / 'nope.zip'}")
+
+
+# --------------------------------------------------------------------------- CUB-200-2011
+
+def write_cub(root: Path, n_per_class: tuple[int, ...] = (3, 2)) -> None:
+    """A tiny CUB_200_2011 folder: one white (class 0) or grey (class 1) bird in a box of a black image."""
+    (root / "images").mkdir(parents=True)
+    lines: dict[str, list[str]] = {k: [] for k in ("images", "split", "boxes", "labels")}
+    classes = ["001.Black_footed_Albatross", "002.Laysan_Albatross"]
+    i = 0
+    for c, count in enumerate(n_per_class):
+        (root / "images" / classes[c]).mkdir()
+        for k in range(count):
+            i += 1
+            name = f"{classes[c]}/img_{k}.jpg"
+            img = np.zeros((40, 50, 3), np.uint8)
+            img[10:30, 5:25] = 255 if c == 0 else 128  # the bird fills its box
+            Image.fromarray(img).save(root / "images" / name)
+            lines["images"].append(f"{i} {name}")
+            lines["split"].append(f"{i} {1 if k < count - 1 else 0}")
+            lines["boxes"].append(f"{i} 5.0 10.0 20.0 20.0")
+            lines["labels"].append(f"{i} {c + 1}")
+    for key, fname in (("images", "images.txt"), ("split", "train_test_split.txt"), ("boxes", "bounding_boxes.txt"),
+                       ("labels", "image_class_labels.txt")):
+        (root / fname).write_text("\n".join(lines[key]) + "\n")
+    (root / "classes.txt").write_text("".join(f"{k + 1} {c}\n" for k, c in enumerate(classes)))
+
+
+def test_cub200_crops_to_boxes_and_is_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "data" / "CUB_200_2011"
+    with pytest.raises(DatasetNotFound, match="missing images.txt.*bounding_boxes.txt"):
+        load("cub200")
+    write_cub(root)
+    for spec in ("cub200", f"cub200:{root}"):  # the default folder under GENLENS_DATA, or a given one
+        d = load(spec)
+        assert d.name == "cub200" and data.display_name(spec) == "CUB-200-2011"
+        assert d.x_train.shape == (3, 3, 224, 224) and d.x_test.shape == (2, 3, 224, 224)
+        assert d.y_train.tolist() == [0, 0, 1] and d.y_test.tolist() == [0, 1]
+        assert d.classes == ("001.Black_footed_Albatross", "002.Laysan_Albatross")
+        # cropped to the box, the image is uniform: white for class 0, grey for class 1 (JPEG tolerance)
+        assert abs(d.x_train[0].mean().item() - 1.0) < 0.03 and abs(d.x_test[1].mean().item() - 128 / 255) < 0.03
+        monkeypatch.setattr(data, "_decode_cub", lambda *a: (_ for _ in ()).throw(AssertionError("cache not used")))
+    assert len(list((tmp_path / "cache" / "datasets").glob("*.pt"))) == 1
+
+
+# --------------------------------------------------------------------------- synthetic loans
+
+def test_loan_follows_its_stated_rule() -> None:
+    d = data.loan(4000, 500, seed=3, noise=0.0)
+    assert isinstance(d, TabularData) and d.x_train.shape == (4000, 2) and d.features[1] == "interest rate (%)"
+    debt, rate = d.x_train[:, 0], d.x_train[:, 1]
+    assert 0 <= debt.min() and debt.max() <= 60 and 2 <= rate.min() and rate.max() <= 12
+    # the rule, stated independently: approve below 40 % debt at a 2 % rate, below a 9 % rate at no debt,
+    # and nothing with more than 40 % debt or a rate above 9 %
+    assert (d.y_train[(debt > 40) | (rate > 9)] == 0).all()
+    assert (d.y_train[(debt < 20) & (rate < 5)] == 1).all()  # (1/2)^2 + (3/7)^2 < 1
+    assert (d.y_train[(debt > 35) & (rate > 6)] == 0).all()  # (35/40)^2 + (4/7)^2 > 1
+    assert torch.equal(data.loan_rule(d.x_test).long(), d.y_test)
+    assert data.loan_rule(np.array([[39.9, 2.0], [0.0, 8.9], [30.0, 7.0]])).tolist() == [True, True, False]
+    assert torch.equal(d.x_train, data.loan(4000, 500, seed=3, noise=0.0).x_train)
+    assert not torch.equal(d.x_test, d.x_train[:500])  # held-out applicants come from another stream
+    noisy = data.loan(4000, 500, seed=3, noise=0.1)
+    assert torch.equal(noisy.x_train, d.x_train) and 0.07 < (noisy.y_train != d.y_train).float().mean() < 0.13
+    scaled = d.standardized(d.x_train.mean(0), d.x_train.std(0))
+    torch.testing.assert_close(scaled.x_train.mean(0), torch.zeros(2), atol=1e-5, rtol=0)
+    with pytest.raises(DatasetError, match="noise must be in"):
+        data.loan(10, seed=0, noise=0.7)
+    with pytest.raises(DatasetError, match="bad train shapes"):
+        TabularData("bad", d.x_train[:, :1], d.y_train, d.x_test, d.y_test, d.classes, d.features)
 
 
 # --------------------------------------------------------------------------- ImageData

@@ -4,7 +4,7 @@ import torch
 
 from genlens.core.models import (
     MODELS, MLP, CifarResNet, Normalize, ResNet18, SmallAlexNet, SmallCNN, SmallInception, SmallVGG,
-    build, count_parameters, resnet20, with_normalization,
+    backbone, build, count_parameters, plain_classifier, resnet20, with_normalization,
 )
 
 # (registry name, kwargs, input shape) -- every model on the input size it is meant for.
@@ -158,3 +158,38 @@ def test_normalize_and_with_normalization():
     assert x.grad is not None and x.grad.abs().sum() > 0
     assert count_parameters(wrapped) == count_parameters(net)
     assert set(dict(wrapped.named_buffers())) >= {"0.mean", "0.std"}
+
+
+# ----------------------------------------------------------------------------- backbones
+
+def test_backbones_offline():
+    feats, c = backbone("cnn", 1, width=8)
+    assert feats(torch.zeros(2, 1, 28, 28)).shape == (2, c, 7, 7)
+    feats, c = backbone("resnet18", 3, width=8)
+    assert feats(torch.zeros(2, 3, 32, 32)).shape == (2, c, 4, 4)
+    feats, c = backbone("densenet121")
+    assert feats(torch.zeros(1, 3, 64, 64)).shape == (1, c, 2, 2) and c == 1024
+    with pytest.raises(ValueError, match="backbone must be one of"):
+        backbone("vit")
+    with pytest.raises(ValueError, match="needs in_channels=3"):
+        backbone("vgg11", 1)
+
+
+def test_plain_classifier_is_the_small_cnn_for_cnn():
+    plain = plain_classifier("cnn", (1, 28, 28), 10, width=8)
+    cnn = SmallCNN(1, 10, width=8)
+    assert count_parameters(plain) == count_parameters(cnn)
+    assert plain(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+
+
+def test_pretrained_weights_are_read_from_the_hub_cache_or_named(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="resnet34-b627a593.pth"):
+        backbone("resnet34", pretrained=True)
+    import torchvision
+
+    net = torchvision.models.resnet34(weights=None)
+    (tmp_path / "checkpoints").mkdir()
+    torch.save(net.state_dict(), tmp_path / "checkpoints" / "resnet34-b627a593.pth")
+    feats, c = backbone("resnet34", pretrained=True)
+    assert c == 512 and torch.equal(feats[0].weight, net.conv1.weight)

@@ -7,8 +7,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genlens.core import train as core_train
+from genlens.core.cache import Cache
+from genlens.core.data import ImageData
+from genlens.core.train import TrainConfig, train
 from genlens.lenses import protopnet as pp
-from genlens.core.data import DatasetNotFound, ImageData
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -114,38 +117,96 @@ def test_push_projects_every_prototype_onto_a_latent_patch_of_its_class(device):
         pp.push_prototypes(model, x[y != 2], y[y != 2])
 
 
-def test_training_is_deterministic_and_pushes_at_the_scheduled_epochs():
+SMALL = pp.ProtoConfig(prototypes_per_class=2, prototype_dim=4, epochs=3, warm_epochs=1, push_epochs=(1, 2),
+                      last_layer_epochs=2, batch_size=8)
+
+
+def _toy_data():
     x, y = _data(24)
-    data = ImageData("toy", x, y, x[:9], y[:9], ("a", "b", "c"))
-    cfg = pp.ProtoConfig(prototypes_per_class=2, prototype_dim=4, epochs=3, warm_epochs=1, push_epochs=(1, 2),
-                         last_layer_epochs=2, batch_size=8)
+    return ImageData("toy", x, y, x[:9], y[:9], ("a", "b", "c"))
+
+
+def test_schedule_is_the_repositorys():
+    phases = pp.schedule(pp.ProtoConfig(epochs=12, warm_epochs=2, push_epochs=(5, 11), last_layer_epochs=3, lr_step=4))
+    assert [(p.name, p.config.epochs) for p in phases] == [("warm", 2), ("joint", 4), ("last", 3), ("joint", 6),
+                                                           ("last", 3)]
+    assert [p.after is not None for p in phases] == [False, True, False, True, False]
+    joint = phases[1].config
+    # StepLR(4, 0.1) stepped before each joint epoch: the lr drops at joint epochs 3 and 7 (0-based)
+    assert [joint.lr_factor(j) for j in range(10)] == pytest.approx([1, 1, 1, 0.1, 0.1, 0.1, 0.1, 0.01, 0.01, 0.01])
+    assert all(p.config.optimizer == "adam" for p in phases)
+
+
+def test_training_is_deterministic_and_pushes_at_the_scheduled_epochs():
+    data = _toy_data()
     runs = []
     for _ in range(2):
         model = _tiny()
         w0 = model.last_layer.weight.detach().clone()
         feats0 = [p.detach().clone() for p in model.features.parameters()]
-        hist, pushes = pp.train_protopnet(model, data, cfg)
+        hist = train(model, data, TrainConfig(seed=0), phases=pp.schedule(SMALL), progress=False)
         runs.append((model.state_dict(), hist))
-    assert hist["phase"] == ["warm", "joint", "push", "last", "last", "joint", "push", "last", "last"]
-    assert len(pushes) == 2
+    assert hist.phase == ["warm", "joint", "last", "last", "joint", "last", "last"]
+    pushes = pp.pushes(hist)
+    assert [p.epoch for p in pushes] == [1, 4]
+    assert pushes[0].test_acc_before == hist.test_acc[1] and pushes[0].test_acc_after_last_layer == hist.test_acc[3]
+    assert all(torch.isfinite(torch.tensor(hist.extra["cluster"][i])) == (ph != "last") for i, ph in enumerate(hist.phase))
     assert not torch.equal(model.last_layer.weight, w0)  # trained only in the last-layer phase
     assert not torch.equal(next(model.features.parameters()), feats0[0])
+    assert all(p.requires_grad for p in model.parameters())  # the caller's flags come back
     assert all(torch.equal(a, b) for a, b in zip(runs[0][0].values(), runs[1][0].values()))
-    assert runs[0][1]["test_acc"] == runs[1][1]["test_acc"]
+    assert runs[0][1].test_acc == runs[1][1].test_acc
 
 
-def test_warm_phase_leaves_the_backbone_and_last_layer_alone():
-    x, y = _data(24)
-    data = ImageData("toy", x, y, x[:9], y[:9], ("a", "b", "c"))
+def test_each_phase_trains_only_its_parameters():
     model = _tiny()
+    seen = []  # the state after each epoch: phases warm, joint, last, last, joint, last, last
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    pp.train_protopnet(model, data, pp.ProtoConfig(prototypes_per_class=2, prototype_dim=4, epochs=1, warm_epochs=1,
-                                                   push_epochs=(), batch_size=8))
-    after = model.state_dict()
-    assert torch.equal(after["features.0.weight"], before["features.0.weight"])
-    assert torch.equal(after["last_layer.weight"], before["last_layer.weight"])
-    assert not torch.equal(after["prototypes"], before["prototypes"])
-    assert not torch.equal(after["add_on.0.weight"], before["add_on.0.weight"])
+    train(model, _toy_data(), TrainConfig(seed=0), phases=pp.schedule(SMALL), progress=False,
+          callback=lambda epoch, m, h: seen.append({k: v.clone() for k, v in m.state_dict().items()}))
+    warm, joint, last, joint2 = seen[0], seen[1], seen[2], seen[4]
+
+    def moved(a, b, name):
+        return not torch.equal(a[name], b[name])
+
+    # warm-up: the backbone and the last layer are frozen; add-on layers and prototypes move
+    assert not moved(warm, before, "features.0.weight") and not moved(warm, before, "last_layer.weight")
+    assert moved(warm, before, "prototypes") and moved(warm, before, "add_on.0.weight")
+    # joint: the backbone moves, the last layer does not
+    assert moved(joint, warm, "features.0.weight") and not moved(joint, warm, "last_layer.weight")
+    # last-layer passes (after the push): only the last layer moves
+    assert moved(last, joint, "last_layer.weight")
+    assert not moved(last, joint, "features.0.weight") and not moved(last, joint, "add_on.2.weight")
+    assert not moved(joint2, seen[3], "last_layer.weight") and moved(joint2, seen[3], "features.0.weight")
+
+
+def test_last_layer_loss_is_cross_entropy_plus_l1_of_wrong_class_weights():
+    layer = torch.nn.Linear(6, 3, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(torch.arange(18.0).reshape(3, 6) / 10 - 0.7)
+    s, y = torch.rand(5, 6, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 2, 1, 0])
+    total, logits, parts = pp._last_layer_objective(layer, s, y, config=pp.ProtoConfig())
+    wrong = [(k, p) for k in range(3) for p in range(6) if p // 2 != k]  # 2 prototypes per class
+    l1 = sum(abs(layer.weight[k, p].item()) for k, p in wrong)
+    assert total.item() == pytest.approx(F.cross_entropy(s @ layer.weight.T, y).item() + 1e-4 * l1, rel=1e-6)
+    assert parts["cross_entropy"].item() == pytest.approx(F.cross_entropy(logits, y).item())
+
+
+def test_fit_is_cached(tmp_path, monkeypatch):
+    data = _toy_data()
+    cfg = pp.ProtoConfig(prototypes_per_class=2, prototype_dim=4, epochs=2, warm_epochs=1, push_epochs=(1,),
+                         last_layer_epochs=1, batch_size=8)
+    model, hist, pushes = pp.fit(_tiny, data, cfg, spec={"toy": 1}, cache=Cache(tmp_path))
+    assert not any(p.requires_grad for p in model.parameters()) and not model.training
+    assert len(pushes) == 1 and pushes[0].image_index.shape == (6,)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again instead of loading the cache")
+
+    monkeypatch.setattr(core_train, "train", no_training)
+    again, hist2, pushes2 = pp.fit(_tiny, data, cfg, spec={"toy": 1}, cache=Cache(tmp_path))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    assert hist2.test_acc == hist.test_acc and torch.equal(pushes2[0].patch, pushes[0].patch)
 
 
 def test_explanation_points_add_up_to_logits_and_nearest_patches():
@@ -164,7 +225,7 @@ def test_explanation_points_add_up_to_logits_and_nearest_patches():
     assert torch.allclose(brute.gather(1, idx), dist)
     with pytest.raises(ValueError, match="k must be"):
         pp.nearest_patches(model, x, k=0)
-    with pytest.raises(TypeError, match="x must be"):
+    with pytest.raises(ValueError, match="x must have 4 dimensions"):
         pp.explain(model, x[0])
 
 
@@ -174,68 +235,39 @@ def test_activation_box():
     assert pp.activation_box(heat, 95) == (2, 4, 7, 9)
     with pytest.raises(ValueError, match="percentile"):
         pp.activation_box(heat, 120)
+    maps = torch.rand(7, 9, 11, generator=torch.Generator().manual_seed(0))
+    boxes = pp.activation_boxes(maps, 80)
+    for m, box in zip(maps, boxes.tolist()):  # oracle: numpy on each map
+        rows, cols = np.nonzero(m.numpy() >= np.quantile(m.numpy(), 0.8))
+        assert box == [rows.min(), rows.max(), cols.min(), cols.max()]
 
 
-def test_backbones_offline():
-    feats, c = pp.backbone("cnn", 1, width=8)
-    assert feats(torch.zeros(2, 1, 28, 28)).shape == (2, c, 7, 7)
-    feats, c = pp.backbone("resnet18", 3, width=8)
-    assert feats(torch.zeros(2, 3, 32, 32)).shape == (2, c, 4, 4)
-    with pytest.raises(ValueError, match="backbone must be one of"):
-        pp.backbone("vit")
+def test_source_patches_after_a_push():
+    model = _tiny()
+    x, y = _data(30)
+    push = pp.push_prototypes(model, x, y, batch_size=7)
+    src = pp.source_patches(model, x, push)
+    P = model.num_prototypes
+    assert torch.equal(src.images, x[push.image_index])
+    assert src.distance.abs().max().item() < 1e-6  # every prototype is its recorded source patch
+    e = pp.explain(model, x[push.image_index])  # the P x P computation the lens avoids
+    own = e.similarity_maps[torch.arange(P), torch.arange(P)]  # (P, h, w)
+    torch.testing.assert_close(src.similarity, own[torch.arange(P), push.patch[:, 0], push.patch[:, 1]], rtol=1e-3, atol=1e-2)
+    heat = torch.stack([e.upsampled(j, j, (8, 8)) for j in range(P)])
+    torch.testing.assert_close(src.heat, heat, rtol=1e-3, atol=1e-2)
+    assert src.boxes.tolist() == [list(pp.activation_box(h)) for h in src.heat]
 
 
-def test_pretrained_weights_are_read_from_the_hub_cache_or_named(tmp_path, monkeypatch):
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="resnet34-b627a593.pth"):
-        pp.backbone("resnet34", pretrained=True)
-    import torchvision
+def test_chapter_settings_resolve_the_parameters():
+    from genlens.book.settings_protopnet import PROFILES, resolve
 
-    net = torchvision.models.resnet34(weights=None)
-    (tmp_path / "checkpoints").mkdir()
-    torch.save(net.state_dict(), tmp_path / "checkpoints" / "resnet34-b627a593.pth")
-    feats, c = pp.backbone("resnet34", pretrained=True)
-    assert c == 512 and torch.equal(feats[0].weight, net.conv1.weight)
-
-
-def _write_cub(root, n_per_class=(3, 2)):
-    from PIL import Image
-
-    (root / "images").mkdir(parents=True)
-    lines = {k: [] for k in ("images", "split", "boxes", "labels")}
-    rng = np.random.default_rng(0)
-    i = 0
-    classes = ["001.Black_footed_Albatross", "002.Laysan_Albatross"]
-    for c, count in enumerate(n_per_class):
-        (root / "images" / classes[c]).mkdir()
-        for k in range(count):
-            i += 1
-            name = f"{classes[c]}/img_{k}.jpg"
-            img = np.zeros((40, 50, 3), np.uint8)
-            img[10:30, 5:25] = 255 if c == 0 else 128  # the bird fills its box
-            Image.fromarray(img).save(root / "images" / name)
-            lines["images"].append(f"{i} {name}")
-            lines["split"].append(f"{i} {1 if k < count - 1 else 0}")
-            lines["boxes"].append(f"{i} 5.0 10.0 20.0 20.0")
-            lines["labels"].append(f"{i} {c + 1}")
-    (root / "images.txt").write_text("\n".join(lines["images"]) + "\n")
-    (root / "train_test_split.txt").write_text("\n".join(lines["split"]) + "\n")
-    (root / "bounding_boxes.txt").write_text("\n".join(lines["boxes"]) + "\n")
-    (root / "image_class_labels.txt").write_text("\n".join(lines["labels"]) + "\n")
-    (root / "classes.txt").write_text("".join(f"{k + 1} {c}\n" for k, c in enumerate(classes)))
-
-
-def test_cub200_loader_crops_to_boxes(tmp_path, monkeypatch):
-    monkeypatch.setenv("GENLENS_CACHE", str(tmp_path / "cache"))
-    root = tmp_path / "CUB_200_2011"
-    with pytest.raises(DatasetNotFound, match="missing images.txt.*bounding_boxes.txt"):
-        pp.load_cub200(root)
-    _write_cub(root)
-    for _ in range(2):  # decoded, then from the cache
-        d = pp.load_data(f"cub200:{root}")
-        assert d.x_train.shape == (3, 3, 224, 224) and d.x_test.shape == (2, 3, 224, 224)
-        assert d.y_train.tolist() == [0, 0, 1] and d.y_test.tolist() == [0, 1]
-        assert d.classes == ("001.Black_footed_Albatross", "002.Laysan_Albatross")
-        # cropped to the box, the image is uniform: white for class 0, grey for class 1 (JPEG tolerance)
-        assert abs(d.x_train[0].mean().item() - 1.0) < 0.03 and abs(d.x_test[1].mean().item() - 128 / 255) < 0.03
-    assert any((tmp_path / "cache" / "datasets").glob("cub200-*.pt"))
+    quick = resolve("quick", seed=3)
+    assert quick.dataset == "mnist5k" and quick.config.seed == 3 and quick.config.push_epochs == (5, 9)
+    short = resolve("quick", epochs=4, backbone="resnet18")
+    assert short.config.epochs == 4 and short.config.push_epochs == (3,) and short.backbone == "resnet18"
+    proxy = resolve("full", dataset="imagefolder:/x/cifar10-jpeg")
+    assert proxy.dataset == "imagefolder:/x/cifar10-jpeg" and proxy.backbone == "resnet18" and proxy.config.augment
+    assert resolve("full").config == pp.ProtoConfig(epochs=31, warm_epochs=5, push_epochs=(10, 20, 30))
+    assert PROFILES["full"].pretrained and not PROFILES["quick"].pretrained
+    with pytest.raises(ValueError, match="profile must be"):
+        resolve("proxy")

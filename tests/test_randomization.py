@@ -64,3 +64,24 @@ def test_randomize_changes_only_the_training_set(kind):
 def test_randomize_unknown_kind():
     with pytest.raises(ValueError, match="kind must be one of"):
         randomize(_data(), "noise")
+
+
+def test_train_randomized_is_seeded_by_the_config_and_cached(tmp_path):
+    from genlens.core.cache import Cache
+    from genlens.core.models import build_for
+    from genlens.core.train import TrainConfig, build_seeded, train
+    from genlens.lenses.randomization import train_randomized
+
+    data = _data()
+    cfg = TrainConfig(epochs=1, batch_size=50, seed=5)
+    kw = dict(model_kwargs={"hidden": (16,)}, fraction=0.5, data_seed=1)
+    net, hist, rand = train_randomized(data, "corrupt", cfg, cache=Cache(tmp_path / "a"), **kw)
+    torch.rand(7)  # the ambient RNG does not matter
+    other, _, _ = train_randomized(data, "corrupt", cfg, cache=Cache(tmp_path / "b"), **kw)
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), other.state_dict().values()))
+    ref = build_seeded(lambda: build_for("mlp", data.image_shape, data.num_classes, hidden=(16,)), 5)
+    train(ref, rand, cfg, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), ref.state_dict().values()))
+    assert torch.equal(rand.y_train, randomize(data, "corrupt", fraction=0.5, seed=1).y_train)
+    _, again, _ = train_randomized(data, "corrupt", cfg, cache=Cache(tmp_path / "a"), **kw)
+    assert again.seconds == hist.seconds  # from the cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import warnings
@@ -12,10 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlens.core.cache import Cache, CorruptCacheEntry
+from genlens.core.cache import Cache, CorruptCacheEntry, config_key
 from genlens.core.data import ImageData
 from genlens.core.models import MLP
-from genlens.core.train import History, TrainConfig, augment_batch, evaluate, predict, train, train_cached
+from genlens.core.train import (History, Phase, TrainConfig, augment_batch, build_seeded, cross_entropy, evaluate,
+                                predict, train, train_cached)
 
 
 @pytest.fixture(autouse=True)
@@ -406,34 +408,169 @@ def test_lr_schedules():
 
 
 def test_mixup_option_off_by_default_and_out_of_cache_keys(tmp_path):
-    """mixup is default-off; while off it leaves cache keys as before; when on it is repeatable."""
-    from dataclasses import asdict
-
-    from genlens.core.cache import Cache
-    from genlens.core.train import TrainConfig, train_cached
-
+    """mixup is default-off; options at their defaults stay out of the key; when on it is repeatable."""
     assert TrainConfig().mixup == 0.0
     g = torch.Generator().manual_seed(0)
     x = torch.rand(64, 1, 8, 8, generator=g)
     y = torch.randint(0, 3, (64,), generator=g)
-
-    class D:
-        x_train, y_train, x_test, y_test = x, y, x[:16], y[:16]
+    data = ImageData("mix", x, y, x[:16], y[:16], ("a", "b", "c"))
 
     def build():
-        torch.manual_seed(0)
         return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
 
     cache = Cache(tmp_path)
     cfg = TrainConfig(epochs=2, batch_size=16, lr=0.1)
-    train_cached(build, D, cfg, spec={"t": 1}, cache=cache, progress=False)
-    old_spec = {"spec": {"t": 1}, "train": {k: v for k, v in asdict(cfg).items() if k != "mixup"},
-                "device": "cpu", "format": 1}
-    from genlens.core.cache import config_key
-
-    assert cache.load("models", config_key(old_spec)) is not None
+    train_cached(build, data, cfg, spec={"t": 1}, cache=cache, progress=False)
+    written = {"spec": {"t": 1}, "train": {"epochs": 2, "batch_size": 16, "lr": 0.1}, "device": "cpu", "format": 2}
+    assert cache.load("models", config_key(written)) is not None
     mixed = TrainConfig(epochs=2, batch_size=16, lr=0.1, mixup=1.0)
-    _, h1 = train_cached(build, D, mixed, spec={"t": 1}, cache=Cache(tmp_path / "a"), progress=False)
-    _, h2 = train_cached(build, D, mixed, spec={"t": 1}, cache=Cache(tmp_path / "b"), progress=False)
-    _, h0 = train_cached(build, D, cfg, spec={"t": 1}, cache=cache, progress=False)
+    _, h1 = train_cached(build, data, mixed, spec={"t": 1}, cache=Cache(tmp_path / "a"), progress=False)
+    _, h2 = train_cached(build, data, mixed, spec={"t": 1}, cache=Cache(tmp_path / "b"), progress=False)
+    _, h0 = train_cached(build, data, cfg, spec={"t": 1}, cache=cache, progress=False)
     assert h1.train_loss == h2.train_loss and h1.train_loss != h0.train_loss
+    with pytest.raises(ValueError, match="mixup needs the default"):
+        train(build(), data, mixed, phases=[Phase("p", mixed, objective=cross_entropy)], progress=False)
+
+
+# --------------------------------------------------------------------------- one seed for initialisation
+
+def unseeded() -> nn.Module:
+    return MLP(in_features=64, hidden=(32,), num_classes=4, dropout=0.1)
+
+
+def test_train_cached_seeds_the_initialisation_and_leaves_the_global_rng(tmp_path):
+    cfg = TrainConfig(epochs=1, batch_size=64, seed=7)
+    ambient = torch.get_rng_state()
+    first = build_seeded(unseeded, 7)
+    assert torch.equal(torch.get_rng_state(), ambient)  # forked: the caller's RNG did not move
+    torch.manual_seed(7)
+    by_hand = unseeded()  # the independent statement: seed the global RNG, then build
+    assert_state_equal(first.state_dict(), by_hand.state_dict())
+
+    seen = []
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    train_cached(unseeded, DATA, cfg, spec={}, cache=Cache(tmp_path / "a"), progress=False,
+                 callback=lambda e, m, h: seen.append(None) if e else seen.extend(p.clone() for p in m.parameters()))
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.rand(99)  # a different ambient state must not change the result
+    model, _ = train_cached(unseeded, DATA, cfg, spec={}, cache=Cache(tmp_path / "b"), progress=False)
+    reference = build_seeded(unseeded, 7)
+    train(reference, DATA, cfg, progress=False)
+    assert_state_equal(model.state_dict(), reference.state_dict())
+    other, _ = train_cached(unseeded, DATA, TrainConfig(epochs=1, batch_size=64, seed=8), spec={},
+                            cache=Cache(tmp_path / "c"), progress=False)
+    assert not torch.equal(other.state_dict()["net.1.weight"], model.state_dict()["net.1.weight"])
+
+
+# --------------------------------------------------------------------------- phases
+
+class TwoLayer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.first = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU())
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.head(self.first(x))
+
+
+def _head(model):
+    return model.head
+
+
+def _first_features(model, x):
+    return model.first(x)
+
+
+def _scaled_cross_entropy(model, x, y):
+    logits = model(x)
+    loss = F.cross_entropy(logits, y)
+    return 2 * loss, logits, {"half": loss, "one": torch.ones(())}
+
+
+def test_phases_train_only_their_groups_share_optimizers_by_name_and_record_parts(tmp_path):
+    torch.manual_seed(0)
+    model = TwoLayer()
+    model.head.bias.requires_grad_(False)  # a caller's frozen parameter stays frozen afterwards
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    a = TrainConfig(epochs=2, batch_size=64, lr=0.05)
+    after = []
+    phases = [Phase("first", a, groups=lambda m: [{"params": list(m.first.parameters())}]),
+              Phase("head", TrainConfig(epochs=1, batch_size=100, optimizer="adam", lr=0.01), module=_head,
+                    inputs=_first_features, objective=_scaled_cross_entropy,
+                    after=lambda m, d, h: after.append(len(h.epoch))),
+              Phase("first", TrainConfig(epochs=1, batch_size=64, lr=0.05, schedule="step", lr_steps=(2,)),
+                    groups=lambda m: [{"params": list(m.first.parameters())}])]
+    states = []
+    h = train(model, DATA, TrainConfig(seed=1), phases=phases, progress=False,
+              checkpoint=lambda state: states.append(copy.deepcopy(state)))
+    assert h.phase == ["first", "first", "head", "first"] and h.epoch == [0, 1, 2, 3]
+    assert h.lr == [0.05, 0.05, 0.01, pytest.approx(0.005)]  # the recurring phase's schedule counts its 3rd epoch
+    assert after == [3]
+    # the head's phase trained only the head's weight; the first layer moved only in its phases
+    assert torch.equal(model.head.bias, start["head.bias"])
+    assert model.head.bias.requires_grad is False and model.head.weight.requires_grad is True
+    assert not torch.equal(model.head.weight, start["head.weight"])
+    # one optimizer per name: the "first" stretches share one SGD, the head has its own Adam
+    assert set(states[-1]["optimizers"]) == {"first", "head"}
+    assert len(states[-1]["optimizers"]["first"]["param_groups"]) == 1
+    assert states[-1]["optimizers"]["head"]["state"][0]["step"].item() == 3  # 256 images in batches of 100
+    # parts are batch-size-weighted epoch means; the loss is the objective's
+    assert h.extra["one"] == [pytest.approx(1.0)]
+    assert h.train_loss[2] == pytest.approx(2 * h.extra["half"][0], rel=1e-5)
+    # an epoch of the head phase on the frozen first layer's features equals training the head alone
+    torch.manual_seed(0)
+    ref = TwoLayer()
+    ref.load_state_dict(states[1]["model"])
+    with torch.no_grad():
+        feats = ref.first(DATA.x_train)
+    order = torch.randperm(256, generator=torch.Generator().manual_seed(1 * 100_003 + 2))
+    opt = torch.optim.Adam([ref.head.weight], lr=0.01)
+    for i in range(0, 256, 100):
+        idx = order[i:i + 100]
+        opt.zero_grad()
+        (2 * F.cross_entropy(ref.head(feats[idx]), DATA.y_train[idx])).backward()
+        opt.step()
+    torch.testing.assert_close(ref.head.weight, states[2]["model"]["head.weight"])
+
+
+def test_phased_run_resumes_exactly(tmp_path):
+    phases = [Phase("a", TrainConfig(epochs=2, batch_size=64, lr=0.05), groups=lambda m: [{"params": list(m.first.parameters())}]),
+              Phase("b", TrainConfig(epochs=2, batch_size=64, optimizer="adam", lr=0.02), module=_head,
+                    inputs=_first_features)]
+    cfg = TrainConfig(seed=2)
+
+    def build():
+        torch.manual_seed(0)
+        return TwoLayer()
+
+    reference = build()
+    ref_h = train(reference, DATA, cfg, phases=phases, progress=False)
+    cache = Cache(tmp_path)
+    with pytest.raises(Interrupt):
+        train_cached(build, DATA, cfg, spec={"run": "phased"}, cache=cache, phases=phases, progress=False,
+                     callback=lambda e, m, h: (_ for _ in ()).throw(Interrupt) if e == 3 else None)
+    model, h = train_cached(build, DATA, cfg, spec={"run": "phased"}, cache=cache, phases=phases, progress=False)
+    assert_state_equal(model.state_dict(), reference.state_dict())
+    assert curves(h) == curves(ref_h)
+    (sidecar,) = (tmp_path / "models").glob("*.json")
+    assert json.loads(sidecar.read_text())["config"]["phases"][1] == ["b", {"epochs": 2, "batch_size": 64,
+                                                                            "optimizer": "adam", "lr": 0.02}]
+
+
+def test_snapshots_hold_the_trajectory(tmp_path):
+    cfg = TrainConfig(epochs=3, batch_size=64, seed=4)
+    initial = build_seeded(unseeded, 4)
+    model, h = train_cached(unseeded, DATA, cfg, spec={}, cache=Cache(tmp_path), snapshots=True, progress=False)
+    assert len(h.snapshots) == 4
+    assert_state_equal(h.snapshots[0], dict(initial.named_parameters()))
+    assert_state_equal(h.snapshots[-1], dict(model.named_parameters()))
+    assert all(t.device.type == "cpu" for t in h.snapshots[1].values())
+    trained = []
+    _, again = train_cached(unseeded, DATA, cfg, spec={}, cache=Cache(tmp_path), snapshots=True, progress=False,
+                            callback=lambda e, m, hist: trained.append(e))
+    assert trained == [] and len(again.snapshots) == 4  # from the cache
+    assert_state_equal(again.snapshots[2], h.snapshots[2])
+    _, plain = train_cached(unseeded, DATA, cfg, spec={}, cache=Cache(tmp_path), progress=False)
+    assert plain.snapshots == [] and len(list(tmp_path.glob("models/*.pt"))) == 2

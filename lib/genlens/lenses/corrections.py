@@ -29,7 +29,9 @@ on the CPU. Shown in the chapter `corrections`.
 from __future__ import annotations
 
 import heapq
+import multiprocessing
 import time
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -39,9 +41,14 @@ from scipy.optimize import linprog
 from scipy.spatial import HalfspaceIntersection
 from torch import nn
 
-__all__ = ["ReluNet", "relu_net", "fold_standardization", "activation_patterns", "local_affine",
-           "Correction", "correct", "correct_many", "stable_fraction", "check_region", "SymbolicRegion", "symbolic_region",
-           "salient_features", "grid_correction", "fit_tabular", "LOAN_FEATURES", "loan_data"]
+from ..core.cache import Cache
+from ..core.data import TabularData
+from ..core.nn import check_model, check_tensor, eval_mode, model_device
+from ..core.train import History, TrainConfig, predict, train_cached
+
+__all__ = ["ReluNet", "relu_net", "fold_standardization", "activation_patterns", "local_affine", "Correction",
+           "correct", "correct_many", "process_pool", "stable_fraction", "check_region", "verified", "SymbolicRegion",
+           "symbolic_region", "salient_features", "grid_correction", "fit_tabular", "rejected"]
 
 _TOL = 1e-7  # slack for LP round-off when re-checking constraints
 
@@ -486,16 +493,24 @@ def _correct_one(args):
     return correct(net, x, target, mutable=mutable, **kwargs)
 
 
-def correct_many(model: nn.Module | ReluNet, xs: torch.Tensor, targets, *, mutable=None, workers: int = 1,
-                 **kwargs) -> list[Correction]:
+def process_pool(workers: int) -> ProcessPoolExecutor:
+    """`workers` spawned processes that `correct_many` calls can share (starting one costs seconds:
+    each process imports torch and scipy). Shut it down when done, or leave that to the interpreter's exit."""
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def correct_many(model: nn.Module | ReluNet, xs: torch.Tensor, targets, *, mutable=None,
+                 workers: int | Executor = 1, **kwargs) -> list[Correction]:
     """`correct` for every row of xs (N, d); targets: int or (N,); mutable: None, (d,) or (N, d) bool.
 
-    With workers > 1 the searches run in that many processes (the LPs are CPU-bound and independent);
-    the results are the same as with workers = 1, in order. Other keyword arguments go to `correct`.
+    workers: 1 runs the searches here; n > 1 in a pool of n processes started for this call; an
+    executor (`process_pool`) reuses its processes across calls. The LPs are CPU-bound and
+    independent; the results are the same either way, in order. Other keyword arguments go to `correct`.
     """
     net = relu_net(model)
-    if not isinstance(xs, torch.Tensor) or xs.ndim != 2:
-        raise ValueError(f"xs must be a tensor of shape (N, d), got {getattr(xs, 'shape', type(xs))}")
+    check_tensor(xs, "xs", ndim=2)
     n = len(xs)
     tg = [int(t) for t in (torch.as_tensor(targets).reshape(-1).tolist() if not isinstance(targets, int) else [targets] * n)]
     if len(tg) != n:
@@ -503,37 +518,39 @@ def correct_many(model: nn.Module | ReluNet, xs: torch.Tensor, targets, *, mutab
     masks = None if mutable is None else np.asarray(mutable.cpu() if isinstance(mutable, torch.Tensor) else mutable, bool)
     rows = [masks if masks is None or masks.ndim == 1 else masks[i] for i in range(n)]
     jobs = [(net, xs[i].detach().cpu(), tg[i], rows[i], kwargs) for i in range(n)]
+    if isinstance(workers, Executor):
+        return list(workers.map(_correct_one, jobs))
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     if workers == 1 or n < 2:
         return [_correct_one(job) for job in jobs]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(min(workers, n), mp_context=multiprocessing.get_context("spawn")) as pool:
+    with process_pool(min(workers, n)) as pool:
         return list(pool.map(_correct_one, jobs, chunksize=max(1, n // (4 * workers))))
 
 
 # ----------------------------------------------------------------------------- verification
 
+@torch.no_grad()
 def stable_fraction(model: nn.Module, corrections: list[Correction], *, samples: int = 1000,
                     generator: torch.Generator | None = None) -> torch.Tensor:
     """Fraction (N,) of `samples` points drawn uniformly in each correction's e-box (mutable features
-    only, corners included) that the model gives the target; one batched forward pass per correction."""
+    only, the first two points at its corners +e and -e) that the model gives the target; one batched
+    forward pass for all corrections, in eval mode."""
+    check_model(model)
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
-    dev = next(model.parameters()).device
-    out = []
-    for corr in corrections:
-        y0 = torch.from_numpy(corr.corrected)  # (d,)
-        radius = torch.as_tensor(np.broadcast_to(corr.eps, y0.shape) * corr.mutable)  # (d,)
-        u = torch.rand(samples, len(y0), generator=generator, dtype=torch.float64) * 2 - 1  # (S, d)
-        u[: min(samples, 2), :] = torch.tensor([[1.0], [-1.0]], dtype=torch.float64)[: min(samples, 2)]
-        pts = y0 + radius * u  # (S, d)
-        with torch.no_grad():
-            pred = model(pts.to(dev, torch.float32)).argmax(1)
-        out.append((pred == corr.target).double().mean())
-    return torch.stack(out) if out else torch.zeros(0, dtype=torch.float64)
+    if not corrections:
+        return torch.zeros(0, dtype=torch.float64)
+    centre = torch.from_numpy(np.stack([c.corrected for c in corrections]))  # (N, d)
+    radius = torch.from_numpy(np.stack([np.broadcast_to(c.eps, c.x.shape) * c.mutable for c in corrections]))  # (N, d)
+    N, d = centre.shape
+    u = torch.rand(N, samples, d, generator=generator, dtype=torch.float64) * 2 - 1  # (N, S, d)
+    u[:, : min(samples, 2)] = torch.tensor([[1.0], [-1.0]], dtype=torch.float64)[: min(samples, 2)]
+    pts = centre[:, None] + radius[:, None] * u  # (N, S, d)
+    with eval_mode(model):
+        pred = model(pts.reshape(N * samples, d).to(model_device(model), torch.float32)).argmax(1).reshape(N, samples)
+    target = torch.tensor([c.target for c in corrections])
+    return (pred.cpu() == target[:, None]).double().mean(1)
 
 
 def check_region(model: nn.Module | ReluNet, corr: Correction, tol: float = 1e-6) -> bool:
@@ -552,6 +569,20 @@ def check_region(model: nn.Module | ReluNet, corr: Correction, tol: float = 1e-6
     D = A[corr.target] - np.delete(A, corr.target, axis=0)
     dc = c[corr.target] - np.delete(c, corr.target)
     return bool(in_region and (D @ y + dc - spread(D) >= corr.margin - tol).all())
+
+
+@torch.no_grad()
+def verified(model: nn.Module, corrections: list[Correction]) -> bool:
+    """True when every correction found gets its target from the network's forward pass (one batch, eval
+    mode) and lies in the region its LP assumed (`check_region`)."""
+    found = [c for c in corrections if c.found]
+    if not found:
+        return True
+    check_model(model)
+    points = torch.tensor(np.stack([c.corrected for c in found]), dtype=torch.float32, device=model_device(model))
+    with eval_mode(model):
+        labels = model(points).argmax(1).tolist()
+    return labels == [c.target for c in found] and all(check_region(model, c) for c in found)
 
 
 # ----------------------------------------------------------------------------- symbolic corrections
@@ -660,12 +691,14 @@ def symbolic_region(corr: Correction, features: list[str] | tuple[str, ...], *, 
 def salient_features(model: nn.Module, x: torch.Tensor, source: torch.Tensor, target: torch.Tensor, k: int) -> torch.Tensor:
     """Bool mask (N, d) of the k features of each input with the largest |d (logit_target - logit_source) / dx|.
 
-    x: (N, ...) inputs; source, target: (N,) labels. One batched backward pass.
+    x: (N, ...) inputs; source, target: (N,) labels. One batched backward pass, in eval mode.
     """
+    check_model(model)
+    check_tensor(x, "x", device=model_device(model))
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     xg = x.detach().reshape(len(x), -1).clone().requires_grad_(True)
-    with torch.enable_grad():
+    with torch.enable_grad(), eval_mode(model):
         logits = model(xg.reshape(x.shape))
         gap = logits.gather(1, target[:, None]) - logits.gather(1, source[:, None])
         (grad,) = torch.autograd.grad(gap.sum(), xg)
@@ -677,7 +710,9 @@ def grid_correction(model: nn.Module, x: torch.Tensor, target: int, axes: list[t
                     mutable=None, weights=None, margin: float = 1e-3, batch_size: int = 65536) -> tuple[float, np.ndarray]:
     """Brute-force baseline: the cheapest point of the grid axes[0] x axes[1] x ... over the mutable
     features (others kept at x) whose target logit beats every other by `margin`; (cost, point (d,)).
-    Batched forward passes; only sensible for 2 or 3 mutable features. (inf, x) if no grid point does."""
+    Batched forward passes in eval mode; only sensible for 2 or 3 mutable features. (inf, x) if no grid point does."""
+    check_model(model)
+    check_tensor(x, "x")
     x0 = x.detach().reshape(-1).to(torch.float64).cpu()
     d = len(x0)
     mask = torch.ones(d, dtype=torch.bool) if mutable is None else torch.as_tensor(np.asarray(mutable, dtype=bool))
@@ -685,13 +720,12 @@ def grid_correction(model: nn.Module, x: torch.Tensor, target: int, axes: list[t
         raise ValueError(f"axes must give one grid axis per mutable feature ({int(mask.sum())}), got {len(axes)}")
     w = torch.from_numpy(_as_vector(weights, d, "weights", 1.0))
     pts = torch.cartesian_prod(*[torch.as_tensor(a, dtype=torch.float64) for a in axes]).reshape(-1, len(axes))
-    dev = next(model.parameters()).device
     best_cost, best_point = float("inf"), x0.numpy()
     for i in range(0, len(pts), batch_size):
         full = x0.repeat(len(pts[i:i + batch_size]), 1)  # (B, d)
         full[:, mask] = pts[i:i + batch_size]
-        with torch.no_grad():
-            logits = model(full.to(dev, torch.float32)).double().cpu()  # (B, K)
+        logits = predict(model, full.to(model_device(model), torch.float32), batch_size,
+                         mixed_precision=False).double().cpu()  # (B, K)
         others = torch.cat([logits[:, :target], logits[:, target + 1:]], 1).max(1).values
         cost = ((full - x0).abs() @ w).masked_fill(logits[:, target] - others < margin, float("inf"))
         j = int(cost.argmin())
@@ -700,43 +734,23 @@ def grid_correction(model: nn.Module, x: torch.Tensor, target: int, axes: list[t
     return best_cost, best_point
 
 
-def fit_tabular(x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor, hidden: tuple[int, ...],
-                config, *, num_classes: int = 2) -> tuple[nn.Sequential, object]:
-    """Train a ReLU MLP (`models.MLP`, `train.train`) on standardized tabular features x (N, d) and
-    return it folded back to raw feature units (`fold_standardization`), with its training History.
-    The mean and std come from the training set; the network is trained on x's device."""
-    from types import SimpleNamespace
-
+def fit_tabular(data: TabularData, hidden: tuple[int, ...], config: TrainConfig, *,
+                cache: Cache | None = None) -> tuple[nn.Sequential, History]:
+    """A ReLU MLP (`models.MLP`) trained with `genlens.core.train.train_cached` on standardized features
+    (the training set's mean and std) and folded back to raw feature units (`fold_standardization`),
+    on the data's device; with its training History."""
     from ..core.models import MLP
-    from ..core.train import train
 
-    if x.ndim != 2 or x_test.ndim != 2 or x.shape[1] != x_test.shape[1]:
-        raise ValueError(f"x and x_test must be (N, d) with the same d, got {tuple(x.shape)}, {tuple(x_test.shape)}")
-    mean, std = x.mean(0), x.std(0)
-    torch.manual_seed(config.seed)
-    net = MLP(in_features=x.shape[1], hidden=hidden, num_classes=num_classes).to(x.device)
-    standardized = SimpleNamespace(x_train=(x - mean) / std, y_train=y, x_test=(x_test - mean) / std, y_test=y_test)
-    history = train(net, standardized, config, progress=False)
-    return fold_standardization(net, mean, std).to(x.device), history
+    mean, std = data.x_train.mean(0), data.x_train.std(0)
+    spec = {"data": data.name, "model": "mlp", "hidden": list(hidden), "standardized": True}
+    net, history = train_cached(lambda: MLP(in_features=len(data.features), hidden=hidden, num_classes=data.num_classes),
+                                data.standardized(mean, std), config, spec=spec, cache=cache, progress=False)
+    return fold_standardization(net, mean, std).to(data.x_train.device), history
 
 
-LOAN_FEATURES = ("debt-to-income (%)", "interest rate (%)")
-
-
-def loan_data(n: int, *, seed: int, noise: float = 0.03) -> tuple[torch.Tensor, torch.Tensor]:
-    """Synthetic loan decisions on two named features, deterministic in `seed`.
-
-    Debt-to-income ratio D ~ U[0, 60] %, interest rate R ~ U[2, 12] %. Rule: approved (label 1) iff
-    (D / 40)^2 + ((R - 2) / 7)^2 <= 1, i.e. inside a quarter ellipse: low debt and a low rate;
-    then a fraction `noise` of labels is flipped. Returns x (n, 2) float32 [D, R] and y (n,) int64.
-    """
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    if not 0 <= noise < 0.5:
-        raise ValueError(f"noise must be in [0, 0.5), got {noise}")
-    g = torch.Generator().manual_seed(seed)
-    u = torch.rand(n, 2, generator=g, dtype=torch.float64)
-    x = torch.stack([60 * u[:, 0], 2 + 10 * u[:, 1]], dim=1)  # (n, 2)
-    y = ((x[:, 0] / 40) ** 2 + ((x[:, 1] - 2) / 7) ** 2 <= 1).long()
-    flip = torch.rand(n, generator=g) < noise
-    return x.float(), torch.where(flip, 1 - y, y)
+def rejected(model: nn.Module, x: torch.Tensor, target: int, count: int) -> torch.Tensor:
+    """The first `count` rows of x (N, ...) that the model does not give the label `target` (e.g. the
+    applicants to correct), from one batched forward pass in eval mode."""
+    check_model(model)
+    check_tensor(x, "x", device=model_device(model))
+    return x[predict(model, x, mixed_precision=False).argmax(1) != target][:count]

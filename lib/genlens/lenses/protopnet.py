@@ -13,7 +13,8 @@ a last linear layer without bias, h(x) = W g(x), initialised to +1 for a prototy
 -0.5 for the others. Symbols: z -> `latent`, p -> `prototypes`, d -> `distances`, g -> `similarity`,
 W -> `last_layer.weight`, m -> `ProtoConfig.prototypes_per_class`, D -> `ProtoConfig.prototype_dim`.
 
-Training (cfchen-duke/ProtoPNet, settings.py and main.py): warm-up epochs train the add-on layers
+Training (cfchen-duke/ProtoPNet, settings.py and main.py) runs on the one loop of
+`genlens.core.train` as a sequence of phases (`schedule`): warm-up epochs train the add-on layers
 and prototypes only; joint epochs train the backbone too; at the push epochs every prototype is
 projected onto its nearest latent training patch of its own class, and then the last layer alone is
 trained (20 passes in the paper) with cross-entropy and an L1 penalty on wrong-class connections.
@@ -21,29 +22,23 @@ The loss is CE + 0.8 cluster - 0.08 separation + 1e-4 L1 (the repository's coeff
 """
 from __future__ import annotations
 
-import io
-import re
+import functools
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core.cache import Cache, atomic_write_bytes, cache_root, config_key
-from ..core.data import DatasetError, DatasetNotFound, ImageData, data_root
-from ..core.data import load as _load_data
-from ..core.train import _epoch_generator, augment_batch
+from ..core.cache import Cache
+from ..core.models import backbone
+from ..core.nn import check_model, check_pair, check_tensor, eval_mode, model_device
+from ..core.train import History, Phase, TrainConfig, evaluate, predict, train_cached
 
-__all__ = ["ProtoConfig", "ProtoPNet", "l2_distances", "log_similarity", "last_layer_init", "protopnet_loss",
-           "backbone", "PushResult", "push_prototypes", "train_protopnet", "fit_cached", "Explanation", "explain",
-           "nearest_patches", "activation_box", "source_patches", "plain_classifier", "load_cub200", "load_data", "accuracy"]
-
-_TORCHVISION = ("vgg11", "vgg13", "vgg16", "vgg19", "resnet18_tv", "resnet34", "resnet50", "resnet101", "resnet152",
-                "densenet121", "densenet161", "densenet169", "densenet201")
+__all__ = ["ProtoConfig", "ProtoPNet", "build", "l2_distances", "log_similarity", "last_layer_init", "wrong_class_mask",
+           "protopnet_loss", "PushResult", "push_prototypes", "schedule", "fit", "pushes", "Explanation", "explain",
+           "nearest_patches", "SourcePatches", "source_patches", "activation_box", "activation_boxes"]
 
 
 @dataclass(frozen=True)
@@ -102,6 +97,11 @@ def last_layer_init(prototype_class: torch.Tensor, num_classes: int, incorrect_s
     return own + incorrect_strength * (1 - own)
 
 
+def wrong_class_mask(prototype_class: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(K, P) float: 1 where prototype p does not belong to class k (the connections the L1 term penalizes)."""
+    return 1 - F.one_hot(prototype_class, num_classes).T.float()
+
+
 @dataclass(frozen=True)
 class LossTerms:
     """Loss of one batch: total and its parts (cluster, separation: mean squared latent distances)."""
@@ -125,65 +125,11 @@ def protopnet_loss(logits: torch.Tensor, min_distances: torch.Tensor, y: torch.T
     inf = torch.full_like(min_distances, float("inf"))
     cluster = torch.where(own, min_distances, inf).min(1).values.mean()
     separation = torch.where(own, inf, min_distances).min(1).values.mean()
-    wrong = 1 - F.one_hot(prototype_class, last_weight.shape[0]).T.to(last_weight.dtype)  # (K, P)
-    l1 = (last_weight * wrong).abs().sum()
+    l1 = (last_weight * wrong_class_mask(prototype_class, last_weight.shape[0])).abs().sum()
     ce = F.cross_entropy(logits, y)
     total = (config.coef_cross_entropy * ce + config.coef_cluster * cluster + config.coef_separation * separation
              + config.coef_l1 * l1)
     return LossTerms(total, ce, cluster, separation, l1)
-
-
-# ----------------------------------------------------------------------------- backbones
-
-def _pretrained_state(name: str) -> dict[str, torch.Tensor]:
-    from torchvision.models import get_model_weights
-
-    weights = get_model_weights(name).IMAGENET1K_V1
-    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-    if not path.exists():
-        raise FileNotFoundError(f"pretrained {name}: missing weight file {path} (no download here; copy "
-                                f"{weights.url} there, or set TORCH_HOME)")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    pattern = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
-    return {(m.group(1) + m.group(2) if (m := pattern.match(k)) else k): v for k, v in state.items()}
-
-
-def backbone(name: str, in_channels: int = 3, *, pretrained: bool = False, width: int | None = None) -> tuple[nn.Module, int]:
-    """(convolutional feature extractor, its output channels) for ProtoPNet.
-
-    genlens backbones trained from scratch: "cnn" (SmallCNN without its pooling head; 28x28 -> 7x7),
-    "resnet18" (CIFAR ResNet-18 without pooling; 32x32 -> 4x4). torchvision ImageNet backbones as
-    in the paper ("vgg19", "resnet34", "densenet121", ...; 224x224 -> 7x7), with `weights=None`, or
-    with the ImageNet weights read from torch's hub cache when `pretrained` (never downloaded).
-    """
-    from ..core import models
-
-    if name == "cnn":
-        net = models.SmallCNN(in_channels, width=width or 32)
-        return nn.Sequential(*list(net.features)[:-2]), 4 * (width or 32)
-    if name == "resnet18":
-        net = models.ResNet18(in_channels, width=width or 64)
-        return nn.Sequential(net.conv1, net.bn1, nn.ReLU(inplace=True), net.layers), 8 * (width or 64)
-    if name not in _TORCHVISION:
-        raise ValueError(f"backbone must be one of cnn, resnet18, {', '.join(_TORCHVISION)}; got {name!r}")
-    import torchvision
-
-    tv_name = name.removesuffix("_tv")
-    net = torchvision.models.get_model(tv_name, weights=None)
-    if pretrained:
-        net.load_state_dict(_pretrained_state(tv_name))
-    if in_channels != 3:
-        raise ValueError(f"torchvision backbone {name!r} needs in_channels=3, got {in_channels}")
-    if tv_name.startswith("vgg"):
-        feats = net.features
-        channels = [m for m in feats.modules() if isinstance(m, nn.Conv2d)][-1].out_channels
-    elif tv_name.startswith("resnet"):
-        feats = nn.Sequential(*list(net.children())[:-2])
-        channels = net.fc.in_features
-    else:  # densenet: features end in norm5; the classifier applies the ReLU
-        feats = nn.Sequential(net.features, nn.ReLU(inplace=True))
-        channels = net.classifier.in_features
-    return feats, channels
 
 
 # ----------------------------------------------------------------------------- the model
@@ -243,22 +189,12 @@ class ProtoPNet(nn.Module):
 
 def build(backbone_name: str, image_shape: tuple[int, int, int], num_classes: int, config: ProtoConfig = ProtoConfig(),
           *, pretrained: bool = False, width: int | None = None) -> ProtoPNet:
-    """A ProtoPNet on `backbone(backbone_name)` for images (C, H, W); prototypes drawn from `config.seed`."""
+    """A ProtoPNet on `genlens.core.models.backbone(backbone_name)` for images (C, H, W); prototypes drawn
+    from `config.seed`."""
     feats, channels = backbone(backbone_name, image_shape[0], pretrained=pretrained, width=width)
     return ProtoPNet(feats, channels, num_classes, prototypes_per_class=config.prototypes_per_class,
                      prototype_dim=config.prototype_dim, incorrect_strength=config.incorrect_strength,
                      epsilon=config.epsilon, generator=torch.Generator().manual_seed(config.seed))
-
-
-def plain_classifier(backbone_name: str, image_shape: tuple[int, int, int], num_classes: int, *,
-                     pretrained: bool = False, width: int | None = None) -> nn.Sequential:
-    """The same backbone as a black-box classifier: features -> global average pool -> linear.
-
-    For "cnn" this is exactly `genlens.core.models.SmallCNN`; the paper's baselines are the torchvision
-    networks with a new last layer.
-    """
-    feats, channels = backbone(backbone_name, image_shape[0], pretrained=pretrained, width=width)
-    return nn.Sequential(feats, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes))
 
 
 # ----------------------------------------------------------------------------- push
@@ -266,25 +202,18 @@ def plain_classifier(backbone_name: str, image_shape: tuple[int, int, int], num_
 @dataclass(frozen=True)
 class PushResult:
     """Where each prototype came from: image_index (P,) into the push set, patch (P, 2) latent (row,
-    col), distance (P,) from the old prototype to its new value, seconds spent."""
+    col), distance (P,) from the old prototype to its new value, seconds spent. Read back from a
+    training `History` (`pushes`), also: epoch, the index of the epoch after which it ran, and the
+    test accuracy just before it, just after it and after the last-layer passes that followed."""
 
     image_index: torch.Tensor
     patch: torch.Tensor
     distance: torch.Tensor
     seconds: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"image_index": self.image_index, "patch": self.patch, "distance": self.distance, "seconds": self.seconds}
-
-
-def _check_xy(x: torch.Tensor, y: torch.Tensor, model: nn.Module) -> None:
-    if not isinstance(x, torch.Tensor) or x.ndim != 4:
-        raise TypeError(f"x must be an (N, C, H, W) tensor, got {type(x).__name__} {tuple(getattr(x, 'shape', ()))}")
-    if y.shape != (len(x),):
-        raise ValueError(f"y must have shape ({len(x)},), got {tuple(y.shape)}")
-    dev = next(model.parameters()).device
-    if x.device != dev or y.device != dev:
-        raise ValueError(f"model is on {dev} but x, y are on {x.device}, {y.device}")
+    epoch: int = -1
+    test_acc_before: float = float("nan")
+    test_acc_after: float = float("nan")
+    test_acc_after_last_layer: float = float("nan")
 
 
 @torch.no_grad()
@@ -295,202 +224,140 @@ def push_prototypes(model: ProtoPNet, x: torch.Tensor, y: torch.Tensor, *, batch
     prototype's class and reduced to the best (image, row, col) per prototype; the running best is
     kept on the device. The prototypes are then replaced in place. Runs in eval mode (restored).
     """
-    _check_xy(x, y, model)
-    was_training = model.training
-    model.eval()
+    x, y = check_pair(model, (x, y), "(x, y)")
+    check_tensor(x, "x", ndim=4)
     start = time.perf_counter()
     P = model.num_prototypes
     best = torch.full((P,), float("inf"), device=x.device)
     best_index = torch.zeros(P, dtype=torch.long, device=x.device)
     best_flat = torch.zeros(P, dtype=torch.long, device=x.device)
     best_latent = torch.zeros_like(model.prototypes.reshape(P, -1))  # (P, D)
-    for i in range(0, len(x), batch_size):
-        z = model.latent(x[i : i + batch_size])  # (B, D, h, w)
-        B, D, h, w = z.shape
-        d = l2_distances(z, model.prototypes.float())  # (B, P, h, w)
-        own = (y[i : i + batch_size, None] == model.prototype_class[None, :])  # (B, P)
-        d = torch.where(own[:, :, None, None], d, torch.full_like(d, float("inf")))
-        d = d.permute(1, 0, 2, 3).reshape(P, -1)  # (P, B*h*w)
-        value, where = d.min(1)
-        better = value < best
-        img, flat = where // (h * w), where % (h * w)
-        latents = z.permute(0, 2, 3, 1).reshape(B, h * w, D)[img, flat]  # (P, D)
-        best = torch.where(better, value, best)
-        best_index = torch.where(better, img + i, best_index)
-        best_flat = torch.where(better, flat, best_flat)
-        best_latent = torch.where(better[:, None], latents, best_latent)
+    with eval_mode(model):
+        for i in range(0, len(x), batch_size):
+            z = model.latent(x[i : i + batch_size])  # (B, D, h, w)
+            B, D, h, w = z.shape
+            d = l2_distances(z, model.prototypes.float())  # (B, P, h, w)
+            own = (y[i : i + batch_size, None] == model.prototype_class[None, :])  # (B, P)
+            d = torch.where(own[:, :, None, None], d, torch.full_like(d, float("inf")))
+            d = d.permute(1, 0, 2, 3).reshape(P, -1)  # (P, B*h*w)
+            value, where = d.min(1)
+            better = value < best
+            img, flat = where // (h * w), where % (h * w)
+            latents = z.permute(0, 2, 3, 1).reshape(B, h * w, D)[img, flat]  # (P, D)
+            best = torch.where(better, value, best)
+            best_index = torch.where(better, img + i, best_index)
+            best_flat = torch.where(better, flat, best_flat)
+            best_latent = torch.where(better[:, None], latents, best_latent)
     if torch.isinf(best).any():
         missing = sorted(set(model.prototype_class[torch.isinf(best)].tolist()))
         raise ValueError(f"y has no image of class(es) {missing}: their prototypes cannot be pushed")
     model.prototypes.data.copy_(best_latent.view_as(model.prototypes))
     if x.device.type == "cuda":
         torch.cuda.synchronize(x.device)
-    model.train(was_training)
     patch = torch.stack([best_flat // w, best_flat % w], 1)
     return PushResult(best_index, patch, best, time.perf_counter() - start)
 
 
-# ----------------------------------------------------------------------------- training
+# ----------------------------------------------------------------------------- training (on genlens.core.train)
 
-@torch.no_grad()
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 500) -> float:
-    """Top-1 accuracy (fraction) in eval mode; the model's mode is restored."""
-    was_training = model.training
-    model.eval()
-    correct = torch.zeros((), device=x.device)
-    for i in range(0, len(x), batch_size):
-        with _autocast(x.device):
-            correct += (model(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum()
-    model.train(was_training)
-    return correct.item() / max(len(x), 1)
+def _objective(model: ProtoPNet, x: torch.Tensor, y: torch.Tensor, *, config: ProtoConfig):
+    """Warm-up and joint epochs: `protopnet_loss`, with its terms as the epoch's parts."""
+    logits, min_d, _ = model.forward_all(x)
+    t = protopnet_loss(logits.float(), min_d, y, model.prototype_class, model.last_layer.weight, config)
+    return t.total, logits, {"cross_entropy": t.cross_entropy, "cluster": t.cluster, "separation": t.separation}
 
 
-def _autocast(device: torch.device):
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+def _last_layer_objective(layer: nn.Linear, s: torch.Tensor, y: torch.Tensor, *, config: ProtoConfig):
+    """Last-layer passes on similarities s (B, P): CE + c_l1 * L1 of the wrong-class weights, in float32."""
+    K, P = layer.weight.shape
+    with torch.autocast(s.device.type, enabled=False):
+        logits = layer(s.float())
+    ce = F.cross_entropy(logits, y)
+    own_class = torch.arange(P, device=s.device) // (P // K)  # prototypes of class k are rows k*m ... (k+1)*m - 1
+    l1 = (layer.weight * wrong_class_mask(own_class, K)).abs().sum()
+    nan = torch.full((), float("nan"), device=s.device)
+    return config.coef_cross_entropy * ce + config.coef_l1 * l1, logits, {"cross_entropy": ce, "cluster": nan,
+                                                                           "separation": nan}
 
 
-@torch.no_grad()
-def _similarities(model: ProtoPNet, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    out = []
-    for i in range(0, len(x), batch_size):
-        with _autocast(x.device):
-            out.append(log_similarity(model.forward_all(x[i : i + batch_size])[1], model.epsilon))
-    return torch.cat(out)  # (N, P)
-
-
-def _set_trainable(model: ProtoPNet, phase: str) -> None:
-    for p in model.features.parameters():
-        p.requires_grad_(phase == "joint")
-    for p in model.add_on.parameters():
-        p.requires_grad_(phase in ("warm", "joint"))
-    model.prototypes.requires_grad_(phase in ("warm", "joint"))
-    model.last_layer.weight.requires_grad_(phase == "last")
-
-
-def train_protopnet(model: ProtoPNet, data: ImageData, config: ProtoConfig = ProtoConfig(), *,
-                    progress: bool = False) -> tuple[dict[str, list], list[PushResult]]:
-    """Train in the repository's phases; return (history, one PushResult per push).
-
-    history: per step of the schedule, "phase" (warm, joint, push, last), "epoch", "train_loss",
-    "cross_entropy", "cluster", "separation" (batch means, NaN where not trained), "test_acc".
-    Batches come from a permutation seeded by (seed, epoch). Last-layer passes run with the frozen
-    network in eval mode, so the similarities are computed once per push. Ends in eval mode.
-    """
-    x, y, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
-    _check_xy(x, y, model)
-    if x.device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
+def _groups(model: ProtoPNet, *, joint: bool, config: ProtoConfig) -> list[dict]:
     wd = config.weight_decay
-    warm = torch.optim.Adam([{"params": model.add_on.parameters(), "lr": config.lr_add_on, "weight_decay": wd},
-                             {"params": [model.prototypes], "lr": config.lr_prototypes}])
-    joint = torch.optim.Adam([{"params": model.features.parameters(), "lr": config.lr_features, "weight_decay": wd},
-                              {"params": model.add_on.parameters(), "lr": config.lr_add_on, "weight_decay": wd},
-                              {"params": [model.prototypes], "lr": config.lr_prototypes}])
-    joint_lrs = [group["lr"] for group in joint.param_groups]
-    last = torch.optim.Adam([model.last_layer.weight], lr=config.lr_last_layer)
-    hist: dict[str, list] = {k: [] for k in ("phase", "epoch", "train_loss", "cross_entropy", "cluster",
-                                             "separation", "test_acc")}
-    pushes: list[PushResult] = []
-    nan = float("nan")
-
-    def log(phase, epoch, sums=None, n=1, test_acc=None):
-        sums = sums if sums is not None else {}
-        hist["phase"].append(phase)
-        hist["epoch"].append(epoch)
-        for k in ("train_loss", "cross_entropy", "cluster", "separation"):
-            hist[k].append(sums[k] / n if k in sums else nan)
-        hist["test_acc"].append(accuracy(model, x_test, y_test) if test_acc is None else test_acc)
-
-    epochs = range(config.epochs)
-    if progress:
-        from tqdm import tqdm
-
-        epochs = tqdm(epochs, desc="protopnet")
-    for epoch in epochs:
-        phase = "warm" if epoch < config.warm_epochs else "joint"
-        _set_trainable(model, phase)
-        if phase == "joint":  # StepLR(step, 0.1) stepped before each joint epoch, as in the repository's main.py
-            decay = 0.1 ** ((epoch - config.warm_epochs + 1) // config.lr_step)
-            for group, lr in zip(joint.param_groups, joint_lrs):
-                group["lr"] = lr * decay
-        opt = warm if phase == "warm" else joint
-        model.train()
-        g = _epoch_generator(config.seed, epoch)
-        order = torch.randperm(len(x), generator=g).to(x.device)
-        sums = {k: torch.zeros((), device=x.device) for k in ("train_loss", "cross_entropy", "cluster", "separation")}
-        n = 0
-        for i in range(0, len(x), config.batch_size):
-            idx = order[i : i + config.batch_size]
-            xb, yb = x[idx], y[idx]
-            if config.augment:
-                xb = augment_batch(xb, g)
-            with _autocast(x.device):
-                logits, min_d, _ = model.forward_all(xb)
-            terms = protopnet_loss(logits.float(), min_d, yb, model.prototype_class, model.last_layer.weight, config)
-            opt.zero_grad(set_to_none=True)
-            terms.total.backward()
-            opt.step()
-            for k, v in (("train_loss", terms.total), ("cross_entropy", terms.cross_entropy),
-                         ("cluster", terms.cluster), ("separation", terms.separation)):
-                sums[k] += v.detach()
-            n += 1
-        log(phase, epoch, {k: v.item() for k, v in sums.items()}, n)
-        if epoch in config.push_epochs:
-            pushes.append(push_prototypes(model, x, y))
-            log("push", epoch)
-            _train_last_layer(model, data, config, last, epoch, log)
-    _set_trainable(model, "none")
-    model.eval()
-    return hist, pushes
+    features = [{"params": list(model.features.parameters()), "lr": config.lr_features, "weight_decay": wd}]
+    return (features if joint else []) + [
+        {"params": list(model.add_on.parameters()), "lr": config.lr_add_on, "weight_decay": wd},
+        {"params": [model.prototypes], "lr": config.lr_prototypes, "weight_decay": 0.0}]
 
 
-def _train_last_layer(model: ProtoPNet, data: ImageData, config: ProtoConfig, opt, epoch: int, log) -> None:
-    model.eval()
-    x, y = data.x_train, data.y_train
-    sim = _similarities(model, x, 1000)  # (N, P): the network below the last layer is frozen
-    sim_test = _similarities(model, data.x_test, 1000)
-    _set_trainable(model, "last")
-    wrong = 1 - F.one_hot(model.prototype_class, model.num_classes).T.float()  # (K, P)
-    for k in range(config.last_layer_epochs):
-        g = _epoch_generator(config.seed, 10_000 + 100 * epoch + k)
-        order = torch.randperm(len(x), generator=g).to(x.device)
-        total, n = torch.zeros((), device=x.device), 0
-        for i in range(0, len(x), config.batch_size):
-            idx = order[i : i + config.batch_size]
-            ce = F.cross_entropy(model.last_layer(sim[idx]), y[idx])
-            loss = config.coef_cross_entropy * ce + config.coef_l1 * (model.last_layer.weight * wrong).abs().sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += ce.detach()
-            n += 1
-        with torch.no_grad():
-            acc = (model.last_layer(sim_test).argmax(1) == data.y_test).float().mean().item()
-        log("last", epoch, {"cross_entropy": total.item(), "train_loss": total.item()}, n, test_acc=acc)
-    _set_trainable(model, "none")
+def _similarity(model: ProtoPNet, x: torch.Tensor) -> torch.Tensor:
+    return log_similarity(model.forward_all(x)[1], model.epsilon)  # (B, P)
 
 
-def fit_cached(build_model, data: ImageData, config: ProtoConfig, *, spec: dict[str, Any], cache: Cache | None = None,
-               progress: bool = False) -> tuple[ProtoPNet, dict[str, list], list[PushResult]]:
-    """`train_protopnet` once per (spec, config, device type); later calls load the stored result.
+def _last_layer(model: ProtoPNet) -> nn.Module:
+    return model.last_layer
 
-    The model comes back in eval mode with every parameter frozen (requires_grad False).
+
+def _push(model: ProtoPNet, data: Any, history: History) -> None:
+    """After a push epoch: push, and record where each prototype came from and the test accuracy."""
+    res = push_prototypes(model, data.x_train, data.y_train)
+    history.extra.setdefault("push", []).append({
+        "epoch": len(history.epoch) - 1, "test_acc": evaluate(model, data.x_test, data.y_test)[1],
+        "seconds": res.seconds, "image_index": res.image_index.cpu(), "patch": res.patch.cpu(),
+        "distance": res.distance.cpu()})
+
+
+def schedule(config: ProtoConfig) -> list[Phase]:
+    """The repository's training schedule as phases of `genlens.core.train.train`.
+
+    Warm-up epochs ("warm": add-on layers and prototypes), joint epochs ("joint": the backbone too,
+    StepLR(lr_step, 0.1) over the joint epochs), and after each push epoch the push and
+    `last_layer_epochs` passes of the last layer alone ("last") on the similarities of the frozen
+    network in eval mode (computed once per push). Adam throughout; each phase keeps its optimizer's
+    state across pushes, as the repository's main.py does.
     """
-    cache = cache or Cache()
-    device = data.x_train.device
-    full = {"spec": dict(spec), "config": asdict(config), "device": device.type, "kind": "protopnet", "format": 1}
-    model = build_model().to(device)
+    objective = functools.partial(_objective, config=config)
+    base = TrainConfig(batch_size=config.batch_size, optimizer="adam", lr=config.lr_add_on, augment=config.augment)
+    n_joint = max(config.epochs - config.warm_epochs, 0)
+    joint = replace(base, schedule="step", lr_steps=tuple(range(config.lr_step - 1, n_joint, config.lr_step)))
+    last = Phase("last", TrainConfig(epochs=config.last_layer_epochs, batch_size=config.batch_size, optimizer="adam",
+                                     lr=config.lr_last_layer), module=_last_layer, inputs=_similarity,
+                 objective=functools.partial(_last_layer_objective, config=config))
+    phases, begin = [], 0
+    for e in range(config.epochs):
+        pushed, is_joint = e in config.push_epochs, e >= config.warm_epochs
+        if pushed or e + 1 in (config.warm_epochs, config.epochs):
+            phases.append(Phase("joint" if is_joint else "warm", replace(joint if is_joint else base, epochs=e + 1 - begin),
+                                groups=functools.partial(_groups, joint=is_joint, config=config), objective=objective,
+                                after=_push if pushed else None))
+            if pushed and config.last_layer_epochs:
+                phases.append(last)
+            begin = e + 1
+    return phases
 
-    def compute():
-        hist, pushes = train_protopnet(model, data, config, progress=progress)
-        return {"model": {k: v.cpu() for k, v in model.state_dict().items()}, "history": hist,
-                "pushes": [{k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in p.to_dict().items()}
-                           for p in pushes]}
 
-    hit = cache.get_or_compute("protopnet", full, compute, map_location=device)
-    model.load_state_dict(hit["model"])
-    model.eval().requires_grad_(False)
-    return model, hit["history"], [PushResult(**p) for p in hit["pushes"]]
+def pushes(history: History) -> list[PushResult]:
+    """The pushes recorded in a training history, each with the test accuracy around it."""
+    out = []
+    for rec in history.extra.get("push", []):
+        i = end = rec["epoch"]
+        while end + 1 < len(history.phase) and history.phase[end + 1] == "last":
+            end += 1
+        out.append(PushResult(rec["image_index"], rec["patch"], rec["distance"], rec["seconds"], i,
+                              history.test_acc[i], rec["test_acc"], history.test_acc[end] if end > i else rec["test_acc"]))
+    return out
+
+
+def fit(build_model: Callable[[], ProtoPNet], data: Any, config: ProtoConfig, *, spec: dict[str, Any],
+        cache: Cache | None = None, progress: bool = False) -> tuple[ProtoPNet, History, list[PushResult]]:
+    """Train in the repository's phases (`schedule`) with `genlens.core.train.train_cached`: once per
+    (spec, config, device type); later calls load the stored result.
+
+    Returns (model in eval mode with every parameter frozen, History with each epoch's phase, the
+    loss terms in `extra` and the test accuracy, the pushes).
+    """
+    model, history = train_cached(build_model, data, TrainConfig(seed=config.seed), spec={**spec, "protopnet": asdict(config)},
+                                  cache=cache, progress=progress, phases=schedule(config))
+    model.requires_grad_(False)
+    return model, history, pushes(history)
 
 
 # ----------------------------------------------------------------------------- explanations
@@ -516,24 +383,30 @@ class Explanation:
 
     def upsampled(self, n: int, p: int, size: tuple[int, int]) -> torch.Tensor:
         """Similarity map of prototype p on image n, bilinearly upsampled to the image (H, W)."""
-        return F.interpolate(self.similarity_maps[n, p][None, None], size=size, mode="bilinear",
-                             align_corners=False)[0, 0]
+        return _upsample(self.similarity_maps[n, p][None], size)[0]
+
+
+def _upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear upsampling of maps (N, h, w) to (N, H, W)."""
+    return F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
 
 
 @torch.no_grad()
 def explain(model: ProtoPNet, x: torch.Tensor) -> Explanation:
     """Similarities, best patches and per-prototype points for a batch x (N, C, H, W), in eval mode."""
-    if not isinstance(x, torch.Tensor) or x.ndim != 4:
-        raise TypeError(f"x must be an (N, C, H, W) tensor, got {type(x).__name__}")
-    was_training = model.training
-    model.eval()
-    logits, min_d, d = model.forward_all(x)
-    model.train(was_training)
+    check_model(model)
+    check_tensor(x, "x", ndim=4, device=model_device(model))
+    with eval_mode(model):
+        logits, min_d, d = model.forward_all(x)
     N, P, h, w = d.shape
     flat = d.flatten(2).argmin(2)  # (N, P)
     sim = log_similarity(min_d, model.epsilon)
     points = model.last_layer.weight[None] * sim[:, None, :]  # (N, K, P)
     return Explanation(logits, sim, log_similarity(d, model.epsilon), torch.stack([flat // w, flat % w], -1), points)
+
+
+def _min_distances(model: ProtoPNet, x: torch.Tensor) -> torch.Tensor:
+    return model.distances(x).flatten(2).min(2).values  # (B, P)
 
 
 @torch.no_grad()
@@ -542,95 +415,67 @@ def nearest_patches(model: ProtoPNet, x: torch.Tensor, *, k: int = 5, batch_size
 
     Returns (indices (P, k) into x, distances (P, k)), nearest first; batched on x's device.
     """
+    check_model(model)
+    check_tensor(x, "x", ndim=4, device=model_device(model))
     if k < 1 or k > len(x):
         raise ValueError(f"k must be in 1..{len(x)}, got {k}")
-    was_training = model.training
-    model.eval()
-    mins = torch.cat([model.distances(x[i : i + batch_size]).flatten(2).min(2).values
-                      for i in range(0, len(x), batch_size)])  # (N, P)
-    model.train(was_training)
+    mins = predict(model, x, batch_size, forward=_min_distances, mixed_precision=False)  # (N, P)
     dist, idx = mins.T.topk(k, dim=1, largest=False)
     return idx, dist
 
 
-@torch.no_grad()
-def source_patches(model: ProtoPNet, x: torch.Tensor, image_index: torch.Tensor, *, percentile: float = 95.0
-                   ) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int, int, int]]]:
-    """Each prototype's source image, its upsampled similarity map there and the box of its patch.
+@dataclass(frozen=True)
+class SourcePatches:
+    """Each prototype's source image and the patch it stands for, after a push.
 
-    image_index (P,) from `PushResult`; returns images (P, C, H, W), heat (P, H, W) and P boxes
-    (top, bottom, left, right) of the pixels at or above `percentile` of the map (the repository's
-    95th-percentile crop).
+    images (P, C, H, W); distance (P,) squared latent distance from each prototype to its recorded
+    source patch (0 right after the push); similarity (P,) = log((distance + 1) / (distance + eps));
+    heat (P, H, W) the prototype's log-similarity map on its source image, upsampled; boxes (P, 4)
+    (top, bottom, left, right), inclusive, of the pixels at or above the map's percentile.
     """
-    e = explain(model, x[image_index])
-    P, (H, W) = len(image_index), x.shape[-2:]
-    heat = torch.stack([e.upsampled(j, j, (H, W)) for j in range(P)])
-    return x[image_index], heat, [activation_box(h, percentile) for h in heat]
+
+    images: torch.Tensor
+    distance: torch.Tensor
+    similarity: torch.Tensor
+    heat: torch.Tensor
+    boxes: torch.Tensor
+
+
+@torch.no_grad()
+def source_patches(model: ProtoPNet, x: torch.Tensor, push: PushResult, *, percentile: float = 95.0,
+                   batch_size: int = 500) -> SourcePatches:
+    """Each prototype on its own source image only (P maps, not P x P), from the push set x (N, C, H, W).
+
+    The box is the repository's 95th-percentile crop of the upsampled similarity map.
+    """
+    check_model(model)
+    check_tensor(x, "x", ndim=4, device=model_device(model))
+    images = x[push.image_index.to(x.device)]
+    z = predict(model, images, batch_size, forward=ProtoPNet.latent, mixed_precision=False)  # (P, D, h, w)
+    d = ((z - model.prototypes.float()) ** 2).sum(1)  # (P, h, w): prototype j against its own source image
+    rows = torch.arange(len(d), device=d.device)
+    at_patch = d[rows, push.patch[:, 0].to(d.device), push.patch[:, 1].to(d.device)]  # (P,)
+    heat = _upsample(log_similarity(d, model.epsilon), tuple(x.shape[-2:]))
+    return SourcePatches(images, at_patch, log_similarity(at_patch, model.epsilon), heat,
+                         activation_boxes(heat, percentile))
+
+
+def activation_boxes(heat: torch.Tensor, percentile: float = 95.0) -> torch.Tensor:
+    """(N, 4) long: (top, bottom, left, right), inclusive, of the pixels of each map of heat (N, H, W) at
+    or above the map's `percentile`, batched."""
+    check_tensor(heat, "heat", ndim=3)
+    if not 0 <= percentile <= 100:
+        raise ValueError(f"percentile must be in [0, 100], got {percentile}")
+    level = torch.quantile(heat.float().flatten(1), percentile / 100, dim=1)  # (N,)
+    mask = heat >= level[:, None, None]
+    rows, cols = mask.any(2).float(), mask.any(1).float()  # (N, H), (N, W)
+    H, W = heat.shape[1:]
+    # argmax returns the first maximal index: the first and (on the flipped mask) the last marked row/column
+    return torch.stack([rows.argmax(1), H - 1 - rows.flip(1).argmax(1), cols.argmax(1), W - 1 - cols.flip(1).argmax(1)], 1)
 
 
 def activation_box(heat: torch.Tensor, percentile: float = 95.0) -> tuple[int, int, int, int]:
     """(top, bottom, left, right), inclusive, of the pixels of `heat` (H, W) at or above `percentile`."""
-    if heat.ndim != 2 or not 0 <= percentile <= 100:
-        raise ValueError(f"heat must be (H, W) and percentile in [0, 100], got {tuple(heat.shape)}, {percentile}")
-    mask = heat >= torch.quantile(heat.float().flatten(), percentile / 100)
-    rows, cols = mask.any(1).nonzero().flatten(), mask.any(0).nonzero().flatten()
-    return int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
-
-
-# ----------------------------------------------------------------------------- CUB-200-2011
-
-_CUB_FILES = ("images.txt", "train_test_split.txt", "bounding_boxes.txt", "image_class_labels.txt", "classes.txt")
-
-
-def _cub_table(path: Path) -> dict[int, list[str]]:
-    return {int(parts[0]): parts[1:] for parts in (line.split() for line in path.read_text().splitlines()) if parts}
-
-
-def load_cub200(root: str | Path | None = None, *, size: int = 224, device: str | torch.device = "cpu") -> ImageData:
-    """CUB-200-2011 cropped to its bounding boxes and resized to size x size, split by train_test_split.txt.
-
-    `root` is the CUB_200_2011 folder (default $GENLENS_DATA/CUB_200_2011) with images.txt,
-    train_test_split.txt, bounding_boxes.txt, image_class_labels.txt, classes.txt and images/. The
-    decoded uint8 tensors are cached under the genlens cache.
-    """
-    from PIL import Image
-
-    root = Path(root).expanduser() if root else data_root() / "CUB_200_2011"
-    missing = [f for f in _CUB_FILES if not (root / f).is_file()] + ([] if (root / "images").is_dir() else ["images/"])
-    if missing:
-        raise DatasetNotFound(f"cub200: missing {', '.join(missing)} under {root} (the CUB_200_2011 folder)")
-    key = config_key({"cub": str(root.resolve()), "size": size, "stat": (root / "images.txt").stat().st_mtime_ns})
-    cache = cache_root() / "datasets" / f"cub200-{key[:24]}.pt"
-    if cache.exists():
-        obj = torch.load(cache, map_location="cpu", weights_only=True)
-    else:
-        images, split = _cub_table(root / "images.txt"), _cub_table(root / "train_test_split.txt")
-        boxes, labels = _cub_table(root / "bounding_boxes.txt"), _cub_table(root / "image_class_labels.txt")
-        classes = [v[0] for _, v in sorted(_cub_table(root / "classes.txt").items())]
-        obj = {"classes": classes}
-        for name, flag in (("train", "1"), ("test", "0")):
-            ids = [i for i in sorted(images) if split[i][0] == flag]
-            xs = np.empty((len(ids), size, size, 3), np.uint8)
-            for j, i in enumerate(ids):
-                left, top, w, h = (float(v) for v in boxes[i])
-                try:
-                    with Image.open(root / "images" / images[i][0]) as im:
-                        crop = im.convert("RGB").crop((int(left), int(top), int(left + w), int(top + h)))
-                        xs[j] = np.asarray(crop.resize((size, size), Image.BILINEAR))
-                except OSError as exc:
-                    raise DatasetError(f"cub200: cannot read images/{images[i][0]} ({exc})") from exc
-            obj[f"x_{name}"] = torch.from_numpy(xs).permute(0, 3, 1, 2).contiguous()
-            obj[f"y_{name}"] = torch.tensor([int(labels[i][0]) - 1 for i in ids], dtype=torch.int64)
-        buffer = io.BytesIO()
-        torch.save(obj, buffer)
-        atomic_write_bytes(cache, buffer.getvalue())
-    f = lambda t: t.to(device).float().div_(255)  # noqa: E731
-    return ImageData(f"cub200[{size}]", f(obj["x_train"]), obj["y_train"].to(device), f(obj["x_test"]),
-                     obj["y_test"].to(device), tuple(obj["classes"]))
-
-
-def load_data(name: str, device: str | torch.device = "cpu") -> ImageData:
-    """`genlens.core.data.load(name)`, plus "cub200" and "cub200:<CUB_200_2011 folder>"."""
-    if name == "cub200" or name.startswith("cub200:"):
-        return load_cub200(name.partition(":")[2] or None, device=device)
-    return _load_data(name, device)
+    check_tensor(heat, "heat", ndim=2)
+    top, bottom, left, right = activation_boxes(heat[None], percentile)[0].tolist()
+    return top, bottom, left, right

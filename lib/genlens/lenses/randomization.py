@@ -6,6 +6,7 @@ is ever randomized; the test set keeps its true labels and pixels.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 from typing import Any, Literal
 
@@ -89,7 +90,8 @@ def train_randomized(data: Any, kind: Kind, config: Any, *, model: str = "mlp", 
     """Train `model` on the training set of `data` randomized by (kind, fraction, data_seed).
 
     Returns (trained model in eval mode, History, randomized data). Results are cached by the full
-    specification, so every chapter asking for the same network on the same randomization shares it.
+    specification, so every chapter asking for the same network on the same randomization shares it;
+    `config.seed` drives the initialisation (`genlens.core.train.train_cached`).
     """
     from ..core.models import build_for
     from ..core.train import train_cached
@@ -99,10 +101,6 @@ def train_randomized(data: Any, kind: Kind, config: Any, *, model: str = "mlp", 
     kwargs = dict(model_kwargs or {})
     spec = {"data": data.name, "n_train": len(data.x_train), "n_test": len(data.x_test),
             "randomization": [kind_c, fraction_c, data_seed], "model": model, "model_kwargs": kwargs}
-
-    def build():
-        torch.manual_seed(config.seed)
-        return build_for(model, data.image_shape, data.num_classes, **kwargs)
-
+    build = functools.partial(build_for, model, data.image_shape, data.num_classes, **kwargs)
     net, history = train_cached(build, randomized, config, spec=spec, cache=cache, progress=progress)
     return net, history, randomized

@@ -1,0 +1,48 @@
+"""Profile settings of the `corrections` chapter, one frozen dataclass per profile."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Sizes of the corrections chapter: the loan network and its searches, the width sweep, the digits."""
+
+    n_loans: int  # synthetic training applicants (genlens.core.data.loan)
+    loan_hidden: tuple[int, ...]  # hidden units per layer of the loan network
+    loan_epochs: int
+    applicants: int  # rejected applicants corrected
+    eps: tuple[float, ...]  # stability radii, in standard deviations of each feature
+    max_regions: int  # region budget per loan correction
+    widths: tuple[int, ...]  # hidden units per layer in the run-time sweep
+    mnist_hidden: tuple[int, ...]
+    mnist_epochs: int
+    digits: int  # test digits corrected
+    pixels: int  # mutable pixels per digit
+    mnist_eps: tuple[float, ...]  # stability radii in grey levels / 1
+    mnist_regions: int  # region budget per digit correction
+    grid: tuple[int, int]  # points of the brute-force grid over (D, R)
+    workers: int  # processes for the LP searches; 0: one per CPU core
+
+    @property
+    def processes(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+    def limited(self, limit: int) -> Settings:
+        """At most `limit` inputs per part and epochs per network, and a coarse grid (smoke tests)."""
+        if limit <= 0:
+            return self
+        return replace(self, applicants=min(self.applicants, limit), digits=min(self.digits, limit),
+                       loan_epochs=min(self.loan_epochs, limit), mnist_epochs=min(self.mnist_epochs, limit),
+                       grid=(121, 101))
+
+
+PROFILES = {
+    "quick": Settings(n_loans=2000, loan_hidden=(16, 16), loan_epochs=30, applicants=10, eps=(0.0, 0.05, 0.1),
+                      max_regions=300, widths=(8, 16, 32), mnist_hidden=(32, 32), mnist_epochs=10, digits=6, pixels=40,
+                      mnist_eps=(0.0, 0.02), mnist_regions=30, grid=(241, 201), workers=1),
+    "full": Settings(n_loans=10000, loan_hidden=(32, 32), loan_epochs=40, applicants=32, eps=(0.0, 0.05, 0.1, 0.2),
+                     max_regions=1000, widths=(8, 16, 32, 64), mnist_hidden=(100, 100), mnist_epochs=20, digits=24,
+                     pixels=60, mnist_eps=(0.0, 0.02, 0.05), mnist_regions=60, grid=(601, 501), workers=0),
+}
