@@ -50,11 +50,8 @@ class DatasetNotFound(DatasetError, FileNotFoundError):
 
 
 @dataclass(frozen=True, eq=False)
-class ImageData:
-    """A train/test image classification dataset held as tensors.
-
-    ``x_*``: (N, C, H, W) float32 in [0, 1]; ``y_*``: (N,) int64 in ``[0, num_classes)``.
-    """
+class _Splits:
+    """Train and test tensors of a classification data set; ``y_*``: (N,) int64 in ``[0, num_classes)``."""
 
     name: str
     x_train: torch.Tensor
@@ -63,11 +60,32 @@ class ImageData:
     y_test: torch.Tensor
     classes: tuple[str, ...]
 
-    def __post_init__(self) -> None:
+    def _check(self, ndim: int, width: int | None = None) -> None:
         for split in ("train", "test"):
             x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
-            if x.ndim != 4 or y.ndim != 1 or len(x) != len(y):
+            if x.ndim != ndim or y.ndim != 1 or len(x) != len(y) or (width is not None and x.shape[1] != width):
                 raise DatasetError(f"{self.name}: bad {split} shapes {tuple(x.shape)}, {tuple(y.shape)}")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def to(self, device: str | torch.device):
+        """A copy with all tensors on ``device``."""
+        return dataclasses.replace(
+            self, x_train=self.x_train.to(device), y_train=self.y_train.to(device),
+            x_test=self.x_test.to(device), y_test=self.y_test.to(device))
+
+
+@dataclass(frozen=True, eq=False)
+class ImageData(_Splits):
+    """A train/test image classification dataset held as tensors.
+
+    ``x_*``: (N, C, H, W) float32 in [0, 1]; ``y_*``: (N,) int64 in ``[0, num_classes)``.
+    """
+
+    def __post_init__(self) -> None:
+        self._check(4)
         if self.x_train.shape[1:] != self.x_test.shape[1:]:
             raise DatasetError(f"{self.name}: train and test image shapes differ")
 
@@ -75,10 +93,6 @@ class ImageData:
         return (f"ImageData(name={self.name!r}, train={len(self.y_train)}, test={len(self.y_test)}, "
                 f"image_shape={self.image_shape}, num_classes={self.num_classes}, "
                 f"device={self.x_train.device})")
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
 
     @property
     def in_channels(self) -> int:
@@ -89,12 +103,6 @@ class ImageData:
         """(C, H, W)."""
         c, h, w = self.x_train.shape[1:]
         return int(c), int(h), int(w)
-
-    def to(self, device: str | torch.device) -> ImageData:
-        """A copy with all tensors on ``device``."""
-        return dataclasses.replace(
-            self, x_train=self.x_train.to(device), y_train=self.y_train.to(device),
-            x_test=self.x_test.to(device), y_test=self.y_test.to(device))
 
     def subset(self, n_train: int | None = None, n_test: int | None = None, *,
                seed: int = 0) -> ImageData:
@@ -110,37 +118,17 @@ class ImageData:
 
 
 @dataclass(frozen=True, eq=False)
-class TabularData:
+class TabularData(_Splits):
     """A train/test classification data set of named features held as tensors.
 
     ``x_*``: (N, d) float32 in the features' own units; ``y_*``: (N,) int64 in ``[0, num_classes)``;
     ``features``: the d feature names.
     """
 
-    name: str
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-    classes: tuple[str, ...]
-    features: tuple[str, ...]
+    features: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for split in ("train", "test"):
-            x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
-            if x.ndim != 2 or y.ndim != 1 or len(x) != len(y) or x.shape[1] != len(self.features):
-                raise DatasetError(f"{self.name}: bad {split} shapes {tuple(x.shape)}, {tuple(y.shape)} for "
-                                   f"{len(self.features)} features")
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    def to(self, device: str | torch.device) -> TabularData:
-        """A copy with all tensors on ``device``."""
-        return dataclasses.replace(
-            self, x_train=self.x_train.to(device), y_train=self.y_train.to(device),
-            x_test=self.x_test.to(device), y_test=self.y_test.to(device))
+        self._check(2, len(self.features))
 
     def standardized(self, mean: torch.Tensor, std: torch.Tensor) -> TabularData:
         """A copy with both splits mapped to (x - mean) / std; mean, std: (d,)."""

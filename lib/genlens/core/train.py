@@ -268,7 +268,7 @@ def _epoch(stretch: _Stretch, y: torch.Tensor, phase: Phase, k: int, gen: torch.
     module.train()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
-    parts_sum: dict[str, torch.Tensor] = {}
+    names, parts_sum = [], torch.zeros(0, device=device)
     for i in range(0, len(x), config.batch_size):
         idx = order[i : i + config.batch_size]
         xb, yb = x[idx], y[idx]
@@ -291,9 +291,10 @@ def _epoch(stretch: _Stretch, y: torch.Tensor, phase: Phase, k: int, gen: torch.
         optimizer.step()
         loss_sum += loss.detach() * len(idx)
         correct += (logits.argmax(1) == yb).sum()
-        for name, value in parts.items():
-            parts_sum[name] = parts_sum.get(name, 0) + value.detach().float() * len(idx)
-    return loss_sum, correct, parts_sum
+        if parts:  # one stacked accumulation for all parts
+            names, batch_parts = list(parts), torch.stack([v.detach().float() for v in parts.values()]) * len(idx)
+            parts_sum = batch_parts if not len(parts_sum) else parts_sum + batch_parts
+    return loss_sum, correct, dict(zip(names, parts_sum))
 
 
 def _plan(phases: Sequence[Phase]) -> list[tuple[int, int]]:

@@ -273,11 +273,11 @@ def _last_layer_objective(layer: nn.Linear, s: torch.Tensor, y: torch.Tensor, *,
     with torch.autocast(s.device.type, enabled=False):
         logits = layer(s.float())
     ce = F.cross_entropy(logits, y)
-    own_class = torch.arange(P, device=s.device) // (P // K)  # prototypes of class k are rows k*m ... (k+1)*m - 1
-    l1 = (layer.weight * wrong_class_mask(own_class, K)).abs().sum()
-    nan = torch.full((), float("nan"), device=s.device)
-    return config.coef_cross_entropy * ce + config.coef_l1 * l1, logits, {"cross_entropy": ce, "cluster": nan,
-                                                                           "separation": nan}
+    W = layer.weight.abs()
+    own = W.view(K, K, P // K).diagonal(dim1=0, dim2=1)  # (m, K): class k's own prototypes are rows k*m ... (k+1)*m - 1
+    nan = ce.detach().new_full((), float("nan"))
+    return (config.coef_cross_entropy * ce + config.coef_l1 * (W.sum() - own.sum()), logits,
+            {"cross_entropy": ce, "cluster": nan, "separation": nan})
 
 
 def _groups(model: ProtoPNet, *, joint: bool, config: ProtoConfig) -> list[dict]:
