@@ -12,6 +12,7 @@ the best of three runs counts. The last line is `speedup: <reference time / genl
 from __future__ import annotations
 
 import copy
+import functools
 
 import numpy as np
 import torch
@@ -19,6 +20,7 @@ import torch
 from genlens.core import data
 from genlens.core.device import best_time, describe, pick_device
 from genlens.core.nn import eval_mode
+from genlens.core.train import build_seeded
 from genlens.lenses import protopnet as pp
 
 
@@ -54,8 +56,8 @@ def main() -> None:
     dev = pick_device("auto")
     images = data.load("mnist5k", dev)
     cfg = pp.ProtoConfig(prototypes_per_class=5, prototype_dim=64)
-    torch.manual_seed(0)
-    model = pp.build("cnn", images.image_shape, images.num_classes, cfg, width=16).to(dev).eval()
+    build = functools.partial(pp.build, "cnn", images.image_shape, images.num_classes, cfg, width=16)
+    model = build_seeded(build, 0).to(dev).eval()
     x, y = images.x_train, images.y_train
     ours, theirs = [copy.deepcopy(model) for _ in range(4)], [copy.deepcopy(model) for _ in range(4)]
     t_ours, res = best_time(lambda: pp.push_prototypes(ours.pop(), x, y), device=dev)

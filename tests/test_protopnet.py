@@ -46,7 +46,7 @@ def test_distances_match_a_direct_per_patch_loop():
     assert torch.equal(pp.l2_distances(z, p[:, :, 0, 0]), d)  # (P, D) accepted too
     with pytest.raises(ValueError, match="dimension 3"):
         pp.l2_distances(z, p[:, :3])
-    with pytest.raises(ValueError, match="latent must be"):
+    with pytest.raises(ValueError, match="latent must have 4 dimensions"):
         pp.l2_distances(z[0], p)
 
 

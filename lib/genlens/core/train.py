@@ -219,7 +219,8 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return F.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item()
 
 
-def _make_optimizer(module: nn.Module, config: TrainConfig, groups: list[dict]) -> torch.optim.Optimizer:
+def _make_optimizer(config: TrainConfig, groups: list[dict]) -> torch.optim.Optimizer:
+    """SGD or Adam over parameter groups; a group without its own lr or weight decay takes the config's."""
     for group in groups:
         group["base_lr"] = group.get("lr", config.lr)
     if config.optimizer == "sgd":
@@ -240,13 +241,15 @@ class _Stretch:
 
 
 def _begin(model: nn.Module, data: Any, phase: Phase, optimizers: dict, saved: dict, flags: dict) -> _Stretch:
+    """Start a stretch of `phase`: its module and inputs, its optimizer (created once per name, restored from
+    `saved` on resume), and only the optimizer's parameters trainable."""
     module = phase.module(model) if phase.module else model
     x, x_test = data.x_train, data.x_test
     if phase.inputs is not None:
         x, x_test = (predict(model, t, forward=phase.inputs) for t in (x, x_test))
     if phase.name not in optimizers:
         groups = phase.groups(module) if phase.groups else [{"params": [p for p in module.parameters() if flags[p]]}]
-        optimizers[phase.name] = _make_optimizer(module, phase.config, groups)
+        optimizers[phase.name] = _make_optimizer(phase.config, groups)
         if phase.name in saved:
             optimizers[phase.name].load_state_dict(saved[phase.name])
     model.requires_grad_(False)

@@ -381,8 +381,7 @@ def correct(model: nn.Module | ReluNet, x: torch.Tensor, target: int, *, mutable
     """
     net = relu_net(model)
     d = net.in_features
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    check_tensor(x, "x")
     x0 = x.detach().reshape(-1).to("cpu", torch.float64).numpy()
     if len(x0) != d:
         raise ValueError(f"x must have {d} features, got shape {tuple(x.shape)}")

@@ -75,8 +75,7 @@ def l2_distances(latent: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor
 
     Shapes: latent (N, D, h, w), prototypes (P, D, 1, 1) or (P, D) -> distances (N, P, h, w), >= 0.
     """
-    if latent.ndim != 4:
-        raise ValueError(f"latent must be (N, D, h, w), got shape {tuple(latent.shape)}")
+    check_tensor(latent, "latent", ndim=4)
     protos = prototypes.reshape(prototypes.shape[0], -1)  # (P, D)
     if protos.shape[1] != latent.shape[1]:
         raise ValueError(f"prototypes have dimension {protos.shape[1]} but latent has {latent.shape[1]} channels")
