@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlens.lenses.attacks import accuracy_under, amplify, distortion, fgsm, input_gradient, pgd
+from genlens.lenses.attacks import accuracy_under, amplify, distortion, fgsm, input_gradient, pgd, random_perturbation
 
 
 def _model_and_data(seed=0):
@@ -115,3 +115,15 @@ def test_amplify_scales_each_perturbation_to_the_distortion():
     direction = torch.nn.functional.cosine_similarity((out - x).flatten(1), (x_adv - x).flatten(1))
     torch.testing.assert_close(direction, torch.ones(5), atol=1e-6, rtol=0)
     assert amplify(torch.ones(1, 1, 2, 2), torch.zeros(1, 1, 2, 2), 5.0).min() == 0  # clipped to the box
+
+
+def test_random_perturbation_keeps_each_norm_and_is_seeded():
+    g = torch.Generator().manual_seed(4)
+    x = torch.rand(6, 1, 5, 5, generator=g)
+    x_adv = x + 0.1 * torch.randn(6, 1, 5, 5, generator=g)
+    a = random_perturbation(x, x_adv, generator=torch.Generator().manual_seed(0))
+    b = random_perturbation(x, x_adv, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close((a - x).flatten(1).norm(dim=1), (x_adv - x).flatten(1).norm(dim=1), atol=1e-6, rtol=0)
+    assert torch.equal(a, b)
+    cosine = torch.nn.functional.cosine_similarity((a - x).flatten(1), (x_adv - x).flatten(1))
+    assert cosine.abs().max() < 0.9  # a random direction in 25 dimensions, not the adversarial one

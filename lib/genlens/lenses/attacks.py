@@ -121,6 +121,15 @@ def amplify(x: torch.Tensor, x_adv: torch.Tensor, size: float) -> torch.Tensor:
     return (x + (x_adv - x) * scale.view(-1, *[1] * (x.dim() - 1))).clamp(0, 1)
 
 
+def random_perturbation(x: torch.Tensor, x_adv: torch.Tensor, *, generator: torch.Generator | None = None
+                        ) -> torch.Tensor:
+    """x moved as far as x_adv (the L2 norm of x_adv - x, per image) in a uniformly random direction drawn
+    from `generator` (CPU); not clipped to the box. The control for an adversarial direction. (N, ...)."""
+    norm = (x_adv - x).flatten(1).norm(dim=1)  # (N,)
+    direction = F.normalize(torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device).flatten(1))
+    return x + (norm[:, None] * direction).view_as(x)
+
+
 def _lbfgs_b(model: nn.Module, x: torch.Tensor, target: torch.Tensor, c: torch.Tensor, max_iter: int,
              loss_fn: LossFn) -> torch.Tensor:
     """One L-BFGS-B run of  min_z sum_i c_i |z_i - x_i|^2 + loss(model(z_i), t_i)  over 0 <= z <= 1.
