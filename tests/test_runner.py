@@ -20,7 +20,7 @@ from genlens.book import runner
 from genlens.book.report import EXACT
 from genlens.book.runner import Param, RunError
 
-ALL_IDS = ["rethinking", "landscape", "hessian", "hfc", "adversarial", "intrinsic", "protopnet", "corrections"]
+ALL_IDS = list(runner.CHAPTERS)  # the command must name every registered chapter, in book order
 
 HEADER = """\
 ---

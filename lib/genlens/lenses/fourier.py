@@ -181,7 +181,10 @@ def split(images: torch.Tensor, radius: float, *, method: Literal["auto", "fft",
 
 
 class LowPass(nn.Module):
-    """``x -> low_pass(x, radius)`` as a layer, e.g. a low-pass input filter before a classifier."""
+    """``x -> low_pass(x, radius)`` as a layer, e.g. a low-pass input filter before a classifier.
+
+    The filter's operators are built once per (image shape, radius, device, dtype) and reused, so the
+    layer costs only its matrix products on every step of an attack that runs through it."""
 
     def __init__(self, radius: float):
         super().__init__()
