@@ -127,3 +127,13 @@ def test_random_perturbation_keeps_each_norm_and_is_seeded():
     assert torch.equal(a, b)
     cosine = torch.nn.functional.cosine_similarity((a - x).flatten(1), (x_adv - x).flatten(1))
     assert cosine.abs().max() < 0.9  # a random direction in 25 dimensions, not the adversarial one
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA"))])
+def test_attacks_follow_the_data_device(device):
+    model, x, y = _model_and_data()
+    model, x, y = model.to(device), x.to(device), y.to(device)
+    for x_adv in (fgsm(model, x, y, 0.1), pgd(model, x, y, 0.1, steps=3, generator=torch.Generator().manual_seed(0))):
+        assert x_adv.device.type == device and (x_adv - x).abs().max() <= 0.1 + 1e-6
+    assert 0.0 <= accuracy_under(model, lambda a, b: fgsm(model, a, b, 0.1), x, y) <= 1.0

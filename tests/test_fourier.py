@@ -246,3 +246,26 @@ def test_disk_does_not_depend_on_how_the_processor_rounds_sqrt(monkeypatch):
     for r, mask in before.items():
         assert torch.equal(fourier.radial_mask(32, 32, r), mask)
         assert not fourier.radial_mask(32, 32, r)[16 + 2, 16 + 2] or r > 8**0.5
+
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_filters_and_band_accuracy_follow_the_data_device(device):
+    models, x, y = _toy_models()
+    on_cpu = fourier.band_accuracy(models, (x, y), [2, 4])
+    x64 = x.double()
+    expected = fourier.low_pass(x64, 3, method="fft")
+    for method in ("fft", "gemm"):
+        out = fourier.low_pass(x64.to(device), 3, method=method)
+        assert out.device.type == device and out.dtype == torch.float64
+        torch.testing.assert_close(out.cpu(), expected, atol=1e-10, rtol=0)
+    moved = {name: net.to(device) for name, net in models.items()}
+    on_device = fourier.band_accuracy(moved, (x.to(device), y.to(device)), [2, 4])
+    for name in models:  # up to a few of the 40 images whose top logits are near a tie (CUDA evaluates in bf16)
+        assert on_device[name].low == pytest.approx(on_cpu[name].low, abs=0.1)
+        assert on_device[name].high == pytest.approx(on_cpu[name].high, abs=0.1)
+    if device != "cpu":
+        with pytest.raises(ValueError, match="model is on cuda"):
+            fourier.band_accuracy(moved, (x, y), [2])
