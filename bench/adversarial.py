@@ -17,7 +17,7 @@ from genlens.lenses import attacks
 from genlens.core import data
 from genlens.core.device import best_time
 from genlens.lenses.randomization import train_randomized
-from genlens.core.train import TrainConfig
+from genlens.core.train import TrainConfig, evaluate
 
 
 def main() -> None:
@@ -42,8 +42,7 @@ def main() -> None:
     ours = lambda: attacks.pgd(net, x, y, eps, steps, alpha=alpha, generator=gen)  # noqa: E731
     peer = torchattacks.PGD(net, eps=eps, alpha=alpha, steps=steps, random_start=True)
     theirs = lambda: peer(x, y)  # noqa: E731
-    acc_ours = (net(ours()).argmax(1) == y).float().mean().item()
-    acc_theirs = (net(theirs()).argmax(1) == y).float().mean().item()
+    acc_ours, acc_theirs = evaluate(net, ours(), y)[1], evaluate(net, theirs(), y)[1]
     t_ours, t_theirs = best_time(ours, repeats=args.repeats)[0], best_time(theirs, repeats=args.repeats)[0]
     print(f"PGD eps={eps} steps={steps} on {len(x)} images: genlens {t_ours:.3f} s, torchattacks {t_theirs:.3f} s, "
           f"ratio genlens/torchattacks {t_ours / t_theirs:.2f}")
@@ -63,8 +62,7 @@ def main() -> None:
                          ("scipy, one image at a time", {"solver": "scipy", "batched": False})]:
         t0 = time.perf_counter()
         x_adv = attacks.lbfgs(net, xl, target, **kw, **extra)
-        runs[label] = (time.perf_counter() - t0, (net(x_adv).argmax(1) == target).float().mean().item(),
-                       attacks.distortion(xl, x_adv).mean().item())
+        runs[label] = (time.perf_counter() - t0, evaluate(net, x_adv, target)[1], attacks.distortion(xl, x_adv).mean().item())
     t_torch, ok_t, d_t = runs["torch, batched"]
     for label, (t, ok, d) in runs.items():
         print(f"L-BFGS on {n} images, {label}: {t:.2f} s ({t / t_torch:.1f}x the batched time), "

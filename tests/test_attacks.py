@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlens.lenses.attacks import accuracy_under, fgsm, input_gradient, pgd
+from genlens.lenses.attacks import accuracy_under, amplify, distortion, fgsm, input_gradient, pgd, random_perturbation
 
 
 def _model_and_data(seed=0):
@@ -71,6 +71,16 @@ def test_attack_errors():
         fgsm(model, x * 3, y, 0.1)
     with pytest.raises(ValueError, match="norm"):
         pgd(model, x, y, 0.1, norm="l1")
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module, got function"):
+        fgsm(lambda t: t, x, y, 0.1)
+    with pytest.raises(ValueError, match=r"y must have shape \(64,\), got \(3,\)"):
+        pgd(model, x, y[:3], 0.1)
+    with pytest.raises(TypeError, match="x must be floating point"):
+        fgsm(model, (x > 0.5).long(), y, 0.1)
+    with pytest.raises(ValueError, match="model is on cpu but x is on meta"):
+        accuracy_under(model, lambda a, b: a, x.to("meta"), y)
+    with pytest.raises(ValueError, match="size must be >= 0"):
+        amplify(x, x, -1.0)
 
 
 def test_gradient_is_per_example_and_accuracy_under_attack():
@@ -79,4 +89,51 @@ def test_gradient_is_per_example_and_accuracy_under_attack():
     assert torch.allclose(full[:5], input_gradient(model, x[:5], y[:5]), atol=1e-6)
     clean = accuracy_under(model, lambda a, b: a, x, y, batch_size=10)
     assert clean == (model(x).argmax(1) == y).float().mean().item()
+    seen = []
+    accuracy_under(model, lambda a, b: (seen.append(len(a)), a)[1], x, y, batch_size=30)
+    assert seen == [30, 30, 4]
     assert accuracy_under(model, lambda a, b: pgd(model, a, b, 0.3, steps=10), x, y) <= clean
+
+
+def test_accuracy_under_classifies_in_eval_mode_and_restores_the_mode():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 64), nn.Dropout(0.9), nn.Linear(64, 3)).train()
+    _, x, y = _model_and_data()
+    with torch.no_grad():
+        expected = (model.eval()(x).argmax(1) == y).float().mean().item()
+    model.train()
+    assert accuracy_under(model, lambda a, b: a, x, y) == expected  # train-mode dropout would scramble it
+    assert model.training
+
+
+def test_amplify_scales_each_perturbation_to_the_distortion():
+    g = torch.Generator().manual_seed(3)
+    x = 0.25 + 0.5 * torch.rand(5, 1, 4, 4, generator=g)  # in [0.25, 0.75]: no clipping at distortion 0.1
+    x_adv = (x + 0.01 * torch.randn(5, 1, 4, 4, generator=g)).clamp(0, 1)
+    out = amplify(x, x_adv, 0.1)
+    torch.testing.assert_close(distortion(x, out), torch.full((5,), 0.1), atol=1e-6, rtol=0)
+    direction = torch.nn.functional.cosine_similarity((out - x).flatten(1), (x_adv - x).flatten(1))
+    torch.testing.assert_close(direction, torch.ones(5), atol=1e-6, rtol=0)
+    assert amplify(torch.ones(1, 1, 2, 2), torch.zeros(1, 1, 2, 2), 5.0).min() == 0  # clipped to the box
+
+
+def test_random_perturbation_keeps_each_norm_and_is_seeded():
+    g = torch.Generator().manual_seed(4)
+    x = torch.rand(6, 1, 5, 5, generator=g)
+    x_adv = x + 0.1 * torch.randn(6, 1, 5, 5, generator=g)
+    a = random_perturbation(x, x_adv, generator=torch.Generator().manual_seed(0))
+    b = random_perturbation(x, x_adv, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close((a - x).flatten(1).norm(dim=1), (x_adv - x).flatten(1).norm(dim=1), atol=1e-6, rtol=0)
+    assert torch.equal(a, b)
+    cosine = torch.nn.functional.cosine_similarity((a - x).flatten(1), (x_adv - x).flatten(1))
+    assert cosine.abs().max() < 0.9  # a random direction in 25 dimensions, not the adversarial one
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA"))])
+def test_attacks_follow_the_data_device(device):
+    model, x, y = _model_and_data()
+    model, x, y = model.to(device), x.to(device), y.to(device)
+    for x_adv in (fgsm(model, x, y, 0.1), pgd(model, x, y, 0.1, steps=3, generator=torch.Generator().manual_seed(0))):
+        assert x_adv.device.type == device and (x_adv - x).abs().max() <= 0.1 + 1e-6
+    assert 0.0 <= accuracy_under(model, lambda a, b: fgsm(model, a, b, 0.1), x, y) <= 1.0

@@ -1,4 +1,6 @@
 """genlens.lenses.fourier against a per-image numpy reference written like the paper's frequencyHelper.py."""
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -85,6 +87,76 @@ def test_lowpass_module_is_differentiable_and_keeps_device():
     torch.testing.assert_close(x.grad, torch.ones_like(x), atol=1e-5, rtol=0)
 
 
+def test_lowpass_builds_its_basis_once_and_stays_differentiable_after_inference_mode():
+    fourier._gemm_operators.cache_clear()
+    layer = fourier.LowPass(3.5)
+    x = torch.rand(4, 2, 12, 12, generator=torch.Generator().manual_seed(6))
+    with torch.inference_mode():  # the first call builds the operators here; autograd must still use them later
+        first = layer(x)
+    xr = x.clone().requires_grad_(True)
+    out = layer(xr)
+    out.square().sum().backward()
+    info = fourier._gemm_operators.cache_info()
+    assert (info.misses, info.hits) == (1, 1)
+    ref = fourier.low_pass(x.double(), 3.5, method="fft").float()  # the FFT path builds no basis
+    torch.testing.assert_close(first, ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.detach(), first, atol=0, rtol=0)
+    assert xr.grad is not None and xr.grad.abs().sum() > 0
+
+
+def _toy_models():
+    g = torch.Generator().manual_seed(7)
+    models = {}
+    for name in ("a", "b", "c"):
+        net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2 * 8 * 8, 3))
+        with torch.no_grad():
+            for p in net.parameters():
+                p.copy_(torch.randn(p.shape, generator=g))
+        models[name] = net.train()  # evaluated in eval mode, mode restored
+    x = torch.rand(40, 2, 8, 8, generator=g)
+    y = torch.randint(0, 3, (40,), generator=g)
+    return models, x, y
+
+
+def _reference_band_accuracy(net, x, y, r):
+    """The paper's pipeline: per-image numpy split, each part divided by its maximum, argmax of the logits."""
+    parts = [torch.from_numpy(p).float() for p in reference_split(x.double().numpy(), r)]
+    out = []
+    for part in parts:
+        peak = part.flatten(1).amax(1).clamp_min(1e-12)  # no all-zero part among these random images
+        with torch.no_grad():
+            out.append((net(part / peak.view(-1, 1, 1, 1)).argmax(1) == y).float().mean().item())
+    return tuple(out)
+
+
+def test_band_accuracy_matches_the_papers_pipeline_and_splits_once_per_radius(monkeypatch):
+    models, x, y = _toy_models()
+    calls = []
+    real_split = fourier.split
+    monkeypatch.setattr(fourier, "split", lambda images, r, **kw: (calls.append(r), real_split(images, r, **kw))[1])
+    radii = [1.5, 3, 4.5]  # below the corner of the 8x8 spectrum (5.66): both parts are non-zero
+    got = fourier.band_accuracy(models, (x, y), radii)
+    assert calls == radii, "the images must be split once per radius, whatever the number of models"
+    for name, net in models.items():
+        assert got[name].radii == tuple(radii) and net.training
+        for k, r in enumerate(radii):
+            low, high = _reference_band_accuracy(net, x, y, r)
+            assert got[name].low[k] == pytest.approx(low, abs=1e-9) and got[name].high[k] == pytest.approx(high, abs=1e-9)
+    assert len({got[n].low for n in models}) > 1, "the toy models should not all agree"
+
+
+def test_band_tracker_appends_each_epoch():
+    models, x, y = _toy_models()
+    tracker = fourier.band_tracker((x, y), [2, 5], prefix="t_")
+    history = SimpleNamespace(extra={})  # what the callback touches of a core.train.History
+    for epoch, net in enumerate(models.values()):
+        tracker(epoch, net, history)
+    assert sorted(history.extra) == ["t_high_2", "t_high_5", "t_low_2", "t_low_5"]
+    expected = [_reference_band_accuracy(net, x, y, 5) for net in models.values()]
+    assert history.extra["t_low_5"] == pytest.approx([lo for lo, _ in expected], abs=1e-9)
+    assert history.extra["t_high_5"] == pytest.approx([hi for _, hi in expected], abs=1e-9)
+
+
 def test_rescale_max():
     x = torch.stack([torch.full((1, 2, 2), 0.5), torch.zeros(1, 2, 2)])
     out = fourier.rescale_max(x)
@@ -130,8 +202,10 @@ def test_with_smoothed_kernels_copies_and_smooths_first_conv():
 
 
 def test_errors():
-    with pytest.raises(ValueError, match="images must be a tensor"):
+    with pytest.raises(ValueError, match=r"images \(N, C, H, W\) must have 4 dimensions, got shape \(3, 28, 28\)"):
         fourier.split(torch.rand(3, 28, 28), 4)
+    with pytest.raises(TypeError, match=r"images \(N, C, H, W\) must be a torch.Tensor, got list"):
+        fourier.split([[0.0]], 4)
     with pytest.raises(ValueError, match="radius must be >= 0"):
         fourier.split(torch.rand(1, 1, 8, 8), -1)
     with pytest.raises(TypeError, match="floating point"):
@@ -140,8 +214,15 @@ def test_errors():
         fourier.split(torch.rand(1, 1, 8, 8), 2, method="dct")
     with pytest.raises(ValueError, match="method must be"):
         fourier.with_smoothed_kernels(torch.nn.Conv2d(1, 1, 3), "blur", 1.0)
-    with pytest.raises(ValueError, match="conv weight"):
+    with pytest.raises(ValueError, match=r"conv weight \(O, I, kH, kW\) must have 4 dimensions, got shape \(3, 3\)"):
         fourier.smooth_kernels(torch.rand(3, 3), 0.1)
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        fourier.with_smoothed_kernels(lambda x: x, "rho", 0.5)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    with pytest.raises(ValueError, match=r"data: 3 inputs but 2 targets"):
+        fourier.band_accuracy({"net": net}, (torch.rand(3, 1, 2, 2), torch.zeros(2, dtype=torch.long)), [1])
+    with pytest.raises(ValueError, match="models must hold at least one model"):
+        fourier.band_accuracy({}, (torch.rand(3, 1, 2, 2), torch.zeros(3, dtype=torch.long)), [1])
 
 
 @pytest.mark.parametrize("H, W", [(32, 32), (28, 28), (9, 12)])
@@ -165,3 +246,26 @@ def test_disk_does_not_depend_on_how_the_processor_rounds_sqrt(monkeypatch):
     for r, mask in before.items():
         assert torch.equal(fourier.radial_mask(32, 32, r), mask)
         assert not fourier.radial_mask(32, 32, r)[16 + 2, 16 + 2] or r > 8**0.5
+
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_filters_and_band_accuracy_follow_the_data_device(device):
+    models, x, y = _toy_models()
+    on_cpu = fourier.band_accuracy(models, (x, y), [2, 4])
+    x64 = x.double()
+    expected = fourier.low_pass(x64, 3, method="fft")
+    for method in ("fft", "gemm"):
+        out = fourier.low_pass(x64.to(device), 3, method=method)
+        assert out.device.type == device and out.dtype == torch.float64
+        torch.testing.assert_close(out.cpu(), expected, atol=1e-10, rtol=0)
+    moved = {name: net.to(device) for name, net in models.items()}
+    on_device = fourier.band_accuracy(moved, (x.to(device), y.to(device)), [2, 4])
+    for name in models:  # up to a few of the 40 images whose top logits are near a tie (CUDA evaluates in bf16)
+        assert on_device[name].low == pytest.approx(on_cpu[name].low, abs=0.1)
+        assert on_device[name].high == pytest.approx(on_cpu[name].high, abs=0.1)
+    if device != "cpu":
+        with pytest.raises(ValueError, match="model is on cuda"):
+            fourier.band_accuracy(moved, (x, y), [2])

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from genlens.lenses.least_squares import max_step, min_norm_solution, random_fourier_features, row_space_residual, sgd_least_squares
@@ -34,14 +35,24 @@ def test_row_space_residual_detects_components_outside():
 
 def test_random_fourier_features_shape_and_seed():
     x = torch.rand(10, 1, 4, 4)
-    a = random_fourier_features(x, 32, 1.0, torch.Generator().manual_seed(0))
-    b = random_fourier_features(x, 32, 1.0, torch.Generator().manual_seed(0))
+    a = random_fourier_features(x, 32, 1.0, generator=torch.Generator().manual_seed(0))
+    b = random_fourier_features(x, 32, 1.0, generator=torch.Generator().manual_seed(0))
     assert a.shape == (10, 32) and torch.equal(a, b)
 
 
 def test_random_fourier_features_approximate_the_gaussian_kernel():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(6, 5, generator=g, dtype=torch.float64)
-    phi = random_fourier_features(x, 200_000, 2.0, g)
+    phi = random_fourier_features(x, 200_000, 2.0, generator=g)
     kernel = torch.exp(-torch.cdist(x, x) ** 2 / (2 * 2.0**2))
     assert torch.allclose(phi @ phi.T, kernel, atol=0.02)
+
+
+def test_errors_name_the_argument():
+    X, Y, _ = _problem()
+    with pytest.raises(ValueError, match="X has 30 rows but Y has 29"):
+        min_norm_solution(X, Y[:29])
+    with pytest.raises(ValueError, match=r"Y \(N, K\) must have 2 dimensions, got shape \(30,\)"):
+        sgd_least_squares(X, Y[:, 0], epochs=1, batch_size=5, lr=0.1)
+    with pytest.raises(TypeError, match="x must be floating point"):
+        random_fourier_features(torch.zeros(3, 4, dtype=torch.long), 8, 1.0)

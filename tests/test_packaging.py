@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import pkgutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,14 +30,6 @@ def yaml_file(name: str) -> dict:
     return yaml.safe_load((ROOT / name).read_text())
 
 
-def normalized(requirement: str) -> str:
-    """'Torch >= 2.10, <2.15' -> 'torch<2.15,>=2.10' (name, extras, sorted specifiers, marker)."""
-    r = Requirement(requirement)
-    extras = f"[{','.join(sorted(r.extras))}]" if r.extras else ""
-    marker = f"; {r.marker}" if r.marker else ""
-    return f"{canonicalize_name(r.name)}{extras}{','.join(sorted(str(s) for s in r.specifier))}{marker}"
-
-
 def pyproject_requirements() -> list[str]:
     project = pyproject()["project"]
     extras = project["optional-dependencies"]
@@ -50,19 +43,15 @@ def environment_requirements() -> list[str]:
 
 # --------------------------------------------------------------------------- dependencies
 
-def test_normalized_requirement() -> None:
-    assert normalized("Torch >= 2.10, <2.15") == normalized("torch<2.15,>=2.10") == "torch<2.15,>=2.10"
-    assert normalized("torch>=2.10") != normalized("torch>=2.11")
-
-
 def test_environment_yml_mirrors_pyproject() -> None:
     ours, theirs = pyproject_requirements(), environment_requirements()
     for side in (ours, theirs):
         names = [canonicalize_name(Requirement(r).name) for r in side]
         assert len(names) == len(set(names)), f"a package is listed twice: {sorted(names)}"
-    ours_set, theirs_set = {normalized(r) for r in ours}, {normalized(r) for r in theirs}
-    assert ours_set == theirs_set, (f"only in pyproject.toml: {sorted(ours_set - theirs_set)}; "
-                                    f"only in environment.yml: {sorted(theirs_set - ours_set)}")
+    # packaging compares requirements by canonical name, extras, specifier set (in any order) and marker
+    ours_set, theirs_set = {Requirement(r) for r in ours}, {Requirement(r) for r in theirs}
+    assert ours_set == theirs_set, (f"only in pyproject.toml: {sorted(map(str, ours_set - theirs_set))}; "
+                                    f"only in environment.yml: {sorted(map(str, theirs_set - ours_set))}")
     pip = [d["pip"] for d in yaml_file("environment.yml")["dependencies"] if isinstance(d, dict)][0]
     assert "-e ." in pip, "environment.yml must install the package itself (-e .)"
 
@@ -79,11 +68,16 @@ def test_torch_and_torchvision_ranges(requirements) -> None:
         assert torchvision.contains(ok), f"torchvision {ok} should be allowed by {torchvision}"
 
 
-def test_console_script_declared() -> None:
-    assert pyproject()["project"]["scripts"]["genlens"] == "genlens.book.cli:main"
-    from genlens.book import cli
-
-    assert callable(cli.main)
+def test_console_script_runs_and_refuses_an_unknown_chapter(capsys: pytest.CaptureFixture) -> None:
+    """The `genlens` entry point in pyproject resolves to a command that answers, and fails in one line."""
+    main = pkgutil.resolve_name(pyproject()["project"]["scripts"]["genlens"])
+    assert main(["list"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in listed] == list(runner.CHAPTERS)
+    assert main(["run", "nosuch"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1, err
+    assert err.startswith("genlens: error: unknown chapter 'nosuch'")
 
 
 def test_import_genlens_is_light() -> None:
@@ -92,7 +86,7 @@ def test_import_genlens_is_light() -> None:
         "import json, sys\n"
         "import genlens\n"
         "light = sorted(m for m in ('matplotlib', 'tqdm', 'IPython', 'papermill') if m in sys.modules)\n"
-        "import genlens.book.cli\n"
+        "import genlens.book.cli, genlens.book.report\n"
         "cli = sorted(m for m in ('matplotlib', 'IPython', 'papermill', 'jupytext', 'nbformat') if m in sys.modules)\n"
         "print(json.dumps([light, cli]))\n"
     )
@@ -100,7 +94,7 @@ def test_import_genlens_is_light() -> None:
     assert proc.returncode == 0, proc.stderr
     light, cli = json.loads(proc.stdout.splitlines()[-1])
     assert light == [], f"`import genlens` imports {light}"
-    assert cli == [], f"`import genlens.book.cli` imports {cli} (the runner imports them only when running)"
+    assert cli == [], f"`import genlens.book.cli, genlens.book.report` imports {cli} (the runner imports them only when running)"
 
 
 # --------------------------------------------------------------------------- the book

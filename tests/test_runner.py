@@ -20,7 +20,7 @@ from genlens.book import runner
 from genlens.book.report import EXACT
 from genlens.book.runner import Param, RunError
 
-ALL_IDS = ["rethinking", "landscape", "hessian", "hfc", "adversarial", "intrinsic", "protopnet", "corrections"]
+ALL_IDS = list(runner.CHAPTERS)  # the command must name every registered chapter, in book order
 
 HEADER = """\
 ---
@@ -415,6 +415,30 @@ def test_repo_root_honours_genlens_root(repo: Path, tmp_path: Path, monkeypatch:
     with pytest.raises(RunError) as info:
         runner.repo_root()
     assert "GENLENS_ROOT" in one_line(info.value) and "nowhere" in str(info.value)
+
+
+def test_recorded_results_reads_what_run_wrote(executed: tuple[Path, dict], tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from genlens.book.report import recorded_results
+
+    root, results = executed
+    monkeypatch.setenv("GENLENS_ROOT", str(root))
+    assert recorded_results("rethinking", "quick") == results
+    assert recorded_results("rethinking", "full") is None
+    monkeypatch.setenv("GENLENS_ROOT", str(tmp_path / "nowhere"))  # not a checkout: nothing recorded, no error
+    assert recorded_results("rethinking", "quick") is None
+
+
+def test_report_save_mirrors_the_committed_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make test` points GENLENS_RESULTS_DIR at a folder that `genlens validate` compares with book/results."""
+    from genlens.book.report import Report
+
+    monkeypatch.delenv("GENLENS_RESULTS_PATH", raising=False)
+    monkeypatch.setenv("GENLENS_RESULTS_DIR", str(tmp_path))
+    written = Report("hfc", "full", 3, "cpu").save()
+    assert written == tmp_path / "full" / "hfc.json"
+    assert json.loads(written.read_text())["seed"] == 3
+    assert runner.output_paths("hfc", "full", Path("repo"))[1] == Path("repo/book/results/full/hfc.json")
 
 
 def test_beside_recorded_adds_the_other_profile_column():

@@ -38,10 +38,14 @@ def mean_and_spread(ax, x: Sequence[float], samples: Sequence[Sequence[float]], 
     return ax
 
 
-def image_grid(ax, images, labels: Sequence[str] | None = None, *, ncols: int = 8):
-    """Tile images (N, C, H, W) in [0, 1] into one picture; optional label under each."""
-    images = np.asarray(images.detach().cpu() if hasattr(images, "detach") else images)
+def image_grid(ax, images, labels: Sequence[str] | None = None, *, ncols: int = 8, stretch: bool = False):
+    """Tile images (N, C, H, W) in [0, 1] into one picture; optional label under each. stretch: map each
+    image's own range [min, max] to [0, 1] first (for images that are not in [0, 1], e.g. kernels or HFCs)."""
+    images = np.asarray(images.detach().cpu() if hasattr(images, "detach") else images, dtype=float)
     N, C, H, W = images.shape
+    if stretch:
+        low, high = images.min(axis=(1, 2, 3), keepdims=True), images.max(axis=(1, 2, 3), keepdims=True)
+        images = (images - low) / np.where(high > low, high - low, 1.0)  # a constant image becomes 0
     nrows = -(-N // ncols)
     canvas = np.ones((nrows * (H + 2), ncols * (W + 2), C))
     for i, img in enumerate(images):

@@ -22,6 +22,7 @@ import torch
 
 from ..core.cache import atomic_write_json
 from ..core.device import describe, peak_rss_mb
+from .runner import RunError, repo_root, results_path  # the runner imports papermill, jupytext only to run
 
 
 def versions() -> dict[str, str]:
@@ -273,7 +274,7 @@ class Report:
         to $GENLENS_RESULTS_DIR/<profile>/<chapter>.json; return the path (None: nothing written)."""
         target = os.environ.get("GENLENS_RESULTS_PATH")
         if not target and os.environ.get("GENLENS_RESULTS_DIR"):
-            target = str(Path(os.environ["GENLENS_RESULTS_DIR"]) / self.profile / f"{self.chapter}.json")
+            target = str(results_path(os.environ["GENLENS_RESULTS_DIR"], self.profile, self.chapter, checkout=False))
         if not target:
             return None
         atomic_write_json(Path(target), self.to_dict())
@@ -287,9 +288,12 @@ def load_results(path: str | Path) -> dict[str, Any] | None:
 
 
 def recorded_results(chapter: str, profile: str) -> dict[str, Any] | None:
-    """The committed results of `chapter` in `profile` (book/results/<profile>/<chapter>.json), if any."""
-    root = Path(os.environ.get("GENLENS_ROOT") or Path(__file__).resolve().parents[3])
-    return load_results(root / "book" / "results" / profile / f"{chapter}.json")
+    """The committed results of `chapter` in `profile` (`runner.results_path`), if any (None outside a checkout)."""
+    try:
+        root = repo_root()
+    except RunError:
+        return None
+    return load_results(results_path(root, profile, chapter))
 
 
 def beside_recorded(report: Report, recorded: dict[str, Any] | None) -> str:

@@ -1,7 +1,8 @@
 """Adversarial attacks on classifiers whose inputs live in the box [0, 1].
 
-A model's own preprocessing (normalization) is part of the model, so every attack works on raw
-[0, 1] inputs and returns inputs in [0, 1]. Attacks never switch the model between train and eval
+An attack has the signature of `core.train`'s `perturb` hook, ``(model, x, y, ...) -> x_adv``, so the
+same function serves adversarial training and evaluation. A model's own preprocessing (normalization)
+is part of the model, so every attack works on raw [0, 1] inputs and returns inputs in [0, 1]. Attacks never switch the model between train and eval
 mode (the caller decides) and never touch parameter gradients: they differentiate with respect to
 the input only. Radii are on the [0, 1] pixel scale: L-inf radius eps = 8/255 means every pixel
 moves by at most 8 grey levels.
@@ -14,10 +15,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.nn import check_model, check_tensor, model_device
+from ..core.train import evaluate
+
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def _check(x: torch.Tensor, eps: float) -> None:
+def _check(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, y_name: str = "y") -> None:
+    """One-line errors for an attack's inputs: a model, x (N, ...) floating in [0, 1] on its device, y (N,)."""
+    device = model_device(check_model(model))
+    check_tensor(x, "x", floating=True, device=device)
+    check_tensor(y, y_name, device=device)
+    if y.shape != x.shape[:1]:
+        raise ValueError(f"{y_name} must have shape {tuple(x.shape[:1])}, got {tuple(y.shape)}")
     if eps < 0:
         raise ValueError(f"eps must be >= 0, got {eps}")
     if x.min() < 0 or x.max() > 1:
@@ -39,7 +49,7 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, targ
 
     With targeted=True, y holds target labels and the step descends their loss. x: (N, ...) in [0, 1].
     """
-    _check(x, eps)
+    _check(model, x, y, eps)
     step = eps * input_gradient(model, x, y, loss_fn).sign()
     return (x - step if targeted else x + step).clamp(0, 1).detach()
 
@@ -63,7 +73,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: i
     random_start draws the start uniformly in the linf ball (or on a random l2 direction) from
     `generator` (CPU). Returns x_adv (N, ...) with ||x_adv - x|| <= eps and 0 <= x_adv <= 1.
     """
-    _check(x, eps)
+    _check(model, x, y, eps)
     if norm not in ("linf", "l2"):
         raise ValueError(f"norm must be 'linf' or 'l2', got {norm!r}")
     if eps == 0 or steps == 0:
@@ -86,21 +96,38 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: i
     return (x + delta).detach()
 
 
-@torch.no_grad()
 def accuracy_under(model: nn.Module, attack: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                    x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
-    """Accuracy of `model` on attack(x, y), computed in batches; the model's mode is left as found."""
-    correct = torch.zeros((), dtype=torch.long, device=x.device)  # summed on the device: one sync at the end
-    for i in range(0, len(x), batch_size):
-        xb, yb = x[i : i + batch_size], y[i : i + batch_size]
-        correct += (model(attack(xb, yb)).argmax(1) == yb).sum()
-    return correct.item() / max(len(x), 1)
+    """Accuracy of `model` on attack(x, y), attacked in batches of `batch_size` and then classified as
+    `core.train.evaluate` does (eval mode); the attack sees the model in its own mode, which is restored.
+    An identity attack gives the clean accuracy."""
+    _check(model, x, y, 0.0)
+    attacked = torch.cat([attack(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+    return evaluate(model, attacked, y)[1]
 
 
 def distortion(x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
     """Szegedy et al.'s distortion sqrt(sum (x_adv - x)^2 / n) per image, n = pixels per image. -> (N,)."""
     diff = (x_adv - x).flatten(1)
     return diff.pow(2).mean(1).sqrt()
+
+
+def amplify(x: torch.Tensor, x_adv: torch.Tensor, size: float) -> torch.Tensor:
+    """The paper's "amplified" examples (Table 4): each perturbation x_adv - x scaled to the `distortion`
+    `size`, then clipped to the box [0, 1] (which can only lower it). x, x_adv: (N, ...) -> (N, ...)."""
+    if size < 0:
+        raise ValueError(f"size must be >= 0, got {size}")
+    scale = size / distortion(x, x_adv).clamp_min(1e-6)  # (N,)
+    return (x + (x_adv - x) * scale.view(-1, *[1] * (x.dim() - 1))).clamp(0, 1)
+
+
+def random_perturbation(x: torch.Tensor, x_adv: torch.Tensor, *, generator: torch.Generator | None = None
+                        ) -> torch.Tensor:
+    """x moved as far as x_adv (the L2 norm of x_adv - x, per image) in a uniformly random direction drawn
+    from `generator` (CPU); not clipped to the box. The control for an adversarial direction. (N, ...)."""
+    norm = (x_adv - x).flatten(1).norm(dim=1)  # (N,)
+    direction = F.normalize(torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device).flatten(1))
+    return x + (norm[:, None] * direction).view_as(x)
 
 
 def _lbfgs_b(model: nn.Module, x: torch.Tensor, target: torch.Tensor, c: torch.Tensor, max_iter: int,
@@ -237,9 +264,7 @@ def lbfgs(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, c_init: fl
     tried, so check success with model(x_adv).argmax(1) == target. The model's mode and parameter
     gradients are left alone.
     """
-    _check(x, 0.0)
-    if target.shape != x.shape[:1]:
-        raise ValueError(f"target must have shape {tuple(x.shape[:1])}, got {tuple(target.shape)}")
+    _check(model, x, target, 0.0, "target")
     if c_init <= 0 or search_steps < 1 or max_iter < 1:
         raise ValueError(f"c_init must be > 0 and search_steps, max_iter >= 1, got {c_init}, {search_steps}, {max_iter}")
     if solver not in ("torch", "scipy"):

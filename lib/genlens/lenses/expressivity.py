@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..core.nn import check_tensor
+
 
 class TwoLayerInterpolant(nn.Module):
     """c(x) = relu(x @ a - b) @ w, with a: (d,), b: (n,), w: (n, K) -- exactly (2 + K - 1) n + d weights."""
@@ -24,11 +26,21 @@ class TwoLayerInterpolant(nn.Module):
         return torch.relu(z[:, None] - self.b[None, :]) @ self.w  # (N, K)
 
 
-def fit_interpolant(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> TwoLayerInterpolant:
+def fit_interpolant(x: torch.Tensor, y: torch.Tensor, *, generator: torch.Generator | None = None
+                    ) -> TwoLayerInterpolant:
     """Build the network of Theorem 1 that reproduces targets y (N,) or (N, K) on points x (N, ...).
 
-    Solved in float64 by one triangular solve; raises ValueError if two points share a projection.
+    The direction a is drawn from `generator` (CPU). Solved in float64 by one triangular solve; raises
+    ValueError if two points share a projection.
+
+    >>> net = fit_interpolant(torch.tensor([[0.0], [1.0], [3.0]]), torch.tensor([2.0, -1.0, 5.0]))
+    >>> net(torch.tensor([[0.0], [1.0], [3.0]]))[:, 0].round(decimals=6).tolist()
+    [2.0, -1.0, 5.0]
     """
+    check_tensor(x, "x")
+    check_tensor(y, "y", ndim=(1, 2), device=x.device)
+    if len(y) != len(x):
+        raise ValueError(f"y: {len(y)} targets for {len(x)} points")
     X = x.reshape(len(x), -1).double()  # (n, d)
     Y = (y if y.dim() == 2 else y[:, None]).double()  # (n, K)
     a = torch.randn(X.shape[1], generator=generator, dtype=torch.float64).to(X.device)

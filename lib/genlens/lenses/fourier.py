@@ -19,23 +19,24 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Literal
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.nn import check_model, check_pair, check_tensor
+from ..core.train import evaluate, predict
+
 __all__ = ["radial_mask", "split", "low_pass", "LowPass", "rescale_max", "smooth_kernels", "lowpass_kernels",
            "kernel_roughness", "first_conv", "with_smoothed_kernels",
-           "band_predictions", "band_accuracy", "band_tracker"]
+           "band_parts", "band_predictions", "BandAccuracy", "band_accuracy", "band_tracker"]
 
 
 def _check_images(images: torch.Tensor, radius: float) -> None:
-    if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"images must be a tensor (N, C, H, W), got {shape}")
-    if not images.is_floating_point():
-        raise TypeError(f"images must be floating point, got {images.dtype}")
+    check_tensor(images, "images (N, C, H, W)", ndim=4, floating=True)
     if radius < 0:
         raise ValueError(f"radius must be >= 0, got {radius}")
 
@@ -84,11 +85,13 @@ def radial_mask(height: int, width: int, radius: float, *, device: torch.device 
     return torch.fft.fftshift(mask) if centered else mask
 
 
+@lru_cache(maxsize=64)
 def _half_mask(height: int, width: int, radius: float, device: torch.device) -> torch.Tensor:
-    """The disk on the half-spectrum of ``rfft2``: (H, W // 2 + 1) bool."""
-    fy = _frequencies(height, device)  # (H,)
-    fx = _frequencies(width, device, half=True)  # (W // 2 + 1,)
-    return _inside(fy[:, None], fx[None, :], radius)
+    """The disk on the half-spectrum of ``rfft2``: (H, W // 2 + 1) bool, built once per arguments."""
+    with torch.inference_mode(False):
+        fy = _frequencies(height, device)  # (H,)
+        fx = _frequencies(width, device, half=True)  # (W // 2 + 1,)
+        return _inside(fy[:, None], fx[None, :], radius)
 
 
 def _real_dft_basis(n: int, radius: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,6 +110,20 @@ def _real_dft_basis(n: int, radius: float) -> tuple[torch.Tensor, torch.Tensor]:
     return basis / basis.norm(dim=0), torch.cat([freqs, freqs[has_sin]])
 
 
+@lru_cache(maxsize=64)
+def _gemm_operators(height: int, width: int, radius: float, device: torch.device,
+                    dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B_H (H, kh), B_W (W, kw), K (kw, kh)) of `_low_pass_gemm` on `device` in `dtype`, built once per
+    arguments (a filter inside PGD runs on every step with the same shape and radius). Built outside
+    inference mode, so a later autograd pass may use them."""
+    with torch.inference_mode(False):
+        bh, fh = _real_dft_basis(height, radius)  # (H, kh)
+        bw, fw = _real_dft_basis(width, radius)  # (W, kw)
+        keep = _inside(fh[:, None], fw[None, :], radius).T  # (kw, kh)
+        return (bh.to(device=device, dtype=dtype), bw.to(device=device, dtype=dtype),
+                keep.to(device=device, dtype=dtype))
+
+
 def _low_pass_gemm(images: torch.Tensor, radius: float) -> torch.Tensor:
     """The same filter as four matrix products in the separable real Fourier basis.
 
@@ -116,14 +133,10 @@ def _low_pass_gemm(images: torch.Tensor, radius: float) -> torch.Tensor:
     coefficients and B_H, B_W truncated to the frequencies below the radius.
     """
     N, C, H, W = images.shape
-    bh, fh = _real_dft_basis(H, radius)  # (H, kh)
-    bw, fw = _real_dft_basis(W, radius)  # (W, kw)
+    bh, bw, keep = _gemm_operators(H, W, float(radius), images.device, images.dtype)
     kh, kw = bh.shape[1], bw.shape[1]
     if kh == 0 or kw == 0:
         return torch.zeros_like(images)
-    keep = _inside(fh[:, None], fw[None, :], radius).T  # (kw, kh)
-    bh, bw = bh.to(images), bw.to(images)
-    keep = keep.to(images)
     y = (images.reshape(-1, W) @ bw).reshape(N * C, H, kw)  # (NC, H, kw): rows transformed
     y = y.transpose(1, 2).reshape(-1, H) @ bh  # (NC*kw, kh): columns transformed
     y = y.reshape(N * C, kw, kh) * keep  # (NC, kw, kh): the disk
@@ -136,7 +149,7 @@ def _low_pass_fft(images: torch.Tensor, radius: float) -> torch.Tensor:
     """The filter with the real-input FFT: irfft2(rfft2(x) * disk)."""
     N, C, H, W = images.shape
     spectrum = torch.fft.rfft2(images)  # (N, C, H, W // 2 + 1), complex
-    mask = _half_mask(H, W, radius, images.device)  # (H, W // 2 + 1)
+    mask = _half_mask(H, W, float(radius), images.device)  # (H, W // 2 + 1)
     return torch.fft.irfft2(spectrum * mask, s=(H, W)).to(images.dtype)
 
 
@@ -168,7 +181,10 @@ def split(images: torch.Tensor, radius: float, *, method: Literal["auto", "fft",
 
 
 class LowPass(nn.Module):
-    """``x -> low_pass(x, radius)`` as a layer, e.g. a low-pass input filter before a classifier."""
+    """``x -> low_pass(x, radius)`` as a layer, e.g. a low-pass input filter before a classifier.
+
+    The filter's operators are built once per (image shape, radius, device, dtype) and reused, so the
+    layer costs only its matrix products on every step of an attack that runs through it."""
 
     def __init__(self, radius: float):
         super().__init__()
@@ -199,8 +215,7 @@ def smooth_kernels(weight: torch.Tensor, rho: float) -> torch.Tensor:
     scipy's ``convolve2d(..., boundary='symm', mode='same')`` in ``generateSmoothKernel``). rho=0 is the
     identity. Returns a new tensor of the same shape.
     """
-    if weight.ndim != 4:
-        raise ValueError(f"weight must be a conv weight (O, I, kH, kW), got shape {tuple(weight.shape)}")
+    check_tensor(weight, "conv weight (O, I, kH, kW)", ndim=4)
     O, I, kH, kW = weight.shape
     mask = torch.full((3, 3), float(rho), dtype=weight.dtype, device=weight.device)
     mask[1, 1] = 1.0
@@ -213,8 +228,7 @@ def lowpass_kernels(weight: torch.Tensor, radius: float) -> torch.Tensor:
     """Low-pass filter each (out, in) slice of a conv weight (O, I, k, k) in the frequency domain with the
     disk of `radius` bins (for a 3x3 kernel: radius <= 1 keeps the mean only, radius in (1, 1.42] the mean
     and the four nearest frequencies)."""
-    if weight.ndim != 4:
-        raise ValueError(f"weight must be a conv weight (O, I, kH, kW), got shape {tuple(weight.shape)}")
+    check_tensor(weight, "conv weight (O, I, kH, kW)", ndim=4)
     return low_pass(weight, radius)
 
 
@@ -225,8 +239,7 @@ def kernel_roughness(weight: torch.Tensor) -> float:
     0 for constant kernels; 16/3 for a 3x3 checkerboard of +-1; larger means less smooth. Slices that are
     all zero are skipped. weight: (O, I, kH, kW).
     """
-    if weight.ndim != 4:
-        raise ValueError(f"weight must be a conv weight (O, I, kH, kW), got shape {tuple(weight.shape)}")
+    check_tensor(weight, "conv weight (O, I, kH, kW)", ndim=4)
     w = weight.detach().double().flatten(0, 1)  # (O*I, kH, kW)
     diffs = (w[:, 1:, :] - w[:, :-1, :]).pow(2).sum((1, 2)) + (w[:, :, 1:] - w[:, :, :-1]).pow(2).sum((1, 2))
     energy = w.pow(2).sum((1, 2))  # (O*I,)
@@ -247,6 +260,7 @@ def with_smoothed_kernels(model: nn.Module, method: Literal["rho", "lowpass"], v
     """A copy of `model` whose conv kernels are smoothed: method "rho" is `smooth_kernels(w, value)`,
     "lowpass" is `lowpass_kernels(w, value)`. layers="first" smooths the first conv only, as the paper's
     code does; "all" smooths every conv with kernels larger than 1x1. The original is not changed."""
+    check_model(model)
     if method not in ("rho", "lowpass"):
         raise ValueError(f"method must be 'rho' or 'lowpass', got {method!r}")
     if layers not in ("first", "all"):
@@ -263,41 +277,67 @@ def with_smoothed_kernels(model: nn.Module, method: Literal["rho", "lowpass"], v
 
 # ----------------------------------------------------------------------------- accuracy on the two parts
 
+def band_parts(images: torch.Tensor, radius: float, *, rescale: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(low, high) parts of `images` (N, C, H, W) at `radius`, each divided by its per-image maximum when
+    `rescale`, as the paper's code does before a model sees them."""
+    low, high = split(images, radius)
+    return (rescale_max(low), rescale_max(high)) if rescale else (low, high)
+
+
 @torch.no_grad()
 def band_predictions(model: nn.Module, images: torch.Tensor, radius: float, *, rescale: bool = True,
                      batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
-    """Softmax probabilities (N, K) of `model` (in eval mode) on the low- and high-frequency parts of
-    `images` (N, C, H, W) at `radius`, each part divided by its per-image maximum first when `rescale`
-    (as the paper's code does). The model's mode is restored."""
-    from ..core.train import predict
-
-    low, high = split(images, radius)
-    if rescale:
-        low, high = rescale_max(low), rescale_max(high)
-    return (predict(model, low, batch_size).softmax(1), predict(model, high, batch_size).softmax(1))
+    """Softmax probabilities (N, K) of `model` (in eval mode) on the two `band_parts` of `images`
+    (N, C, H, W) at `radius`. The model's mode is restored."""
+    check_model(model)
+    low, high = band_parts(images, radius, rescale=rescale)
+    return predict(model, low, batch_size).softmax(1), predict(model, high, batch_size).softmax(1)
 
 
-def band_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, radius: float, *,
-                  rescale: bool = True) -> tuple[float, float]:
-    """(accuracy on the low-frequency part, accuracy on the high-frequency part) at `radius`."""
-    p_low, p_high = band_predictions(model, images, radius, rescale=rescale)
-    return ((p_low.argmax(1) == labels).float().mean().item(), (p_high.argmax(1) == labels).float().mean().item())
+@dataclass(frozen=True)
+class BandAccuracy:
+    """Accuracy (fraction in [0, 1]) of one model on the low- and high-frequency parts at each radius."""
+
+    radii: tuple[float, ...]  # frequency bins
+    low: tuple[float, ...]  # accuracy on the low-frequency part at each radius
+    high: tuple[float, ...]  # accuracy on the high-frequency part at each radius
 
 
-def band_tracker(images: torch.Tensor, labels: torch.Tensor, radii: list[float], *, prefix: str = "",
-                 rescale: bool = True):
-    """A `train` callback that appends, after each epoch, the accuracy on the low and high parts of
-    (images, labels) at each radius to ``history.extra[f"{prefix}low_{r}"]`` and ``[f"{prefix}high_{r}"]``."""
-    parts = {r: split(images, r) for r in radii}
-    if rescale:
-        parts = {r: (rescale_max(lo), rescale_max(hi)) for r, (lo, hi) in parts.items()}
+def band_accuracy(models: Mapping[str, nn.Module], data: tuple[torch.Tensor, torch.Tensor], radii: Sequence[float],
+                  *, rescale: bool = True) -> dict[str, BandAccuracy]:
+    """Accuracy of each model (in eval mode) on the `band_parts` of data = (images (N, C, H, W), labels (N,))
+    at every radius: name -> `BandAccuracy`. The images are split once per radius for all the models.
 
-    def callback(epoch: int, model: nn.Module, history) -> None:
-        from ..core.train import predict
+    >>> net = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    >>> band_accuracy({"net": net}, (torch.rand(6, 1, 4, 4), torch.zeros(6, dtype=torch.long)), [1, 2])["net"].radii
+    (1, 2)
+    """
+    checked = [check_pair(model, data) for model in models.values()]
+    if not checked:
+        raise ValueError("models must hold at least one model, got none")
+    images, labels = checked[0]
+    low: dict[str, list[float]] = {name: [] for name in models}
+    high: dict[str, list[float]] = {name: [] for name in models}
+    for r in radii:
+        lo, hi = band_parts(images, r, rescale=rescale)
+        for name, model in models.items():
+            low[name].append(evaluate(model, lo, labels)[1])
+            high[name].append(evaluate(model, hi, labels)[1])
+    return {name: BandAccuracy(tuple(radii), tuple(low[name]), tuple(high[name])) for name in models}
 
+
+def band_tracker(data: tuple[torch.Tensor, torch.Tensor], radii: Sequence[float], *, prefix: str = "",
+                 rescale: bool = True) -> Callable[[int, nn.Module, Any], None]:
+    """A `train` callback that appends, after each epoch, the model's accuracy on the `band_parts` of
+    data = (images, labels) at each radius to ``history.extra[f"{prefix}low_{r:g}"]`` and ``[f"{prefix}high_{r:g}"]``.
+    The parts are computed once, here."""
+    images, labels = data
+    check_tensor(labels, "data[1]", ndim=1)
+    parts = {r: band_parts(images, r, rescale=rescale) for r in radii}
+
+    def callback(epoch: int, model: nn.Module, history: Any) -> None:
         for r, (lo, hi) in parts.items():
             for name, x in (("low", lo), ("high", hi)):
-                acc = (predict(model, x).argmax(1) == labels).float().mean().item()
-                history.extra.setdefault(f"{prefix}{name}_{r:g}", []).append(acc)
+                history.extra.setdefault(f"{prefix}{name}_{r:g}", []).append(evaluate(model, x, labels)[1])
 
     return callback

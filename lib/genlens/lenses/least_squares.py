@@ -10,14 +10,24 @@ import math
 
 import torch
 
+from ..core.nn import check_tensor
 
-def random_fourier_features(x: torch.Tensor, num_features: int, bandwidth: float,
-                            generator: torch.Generator) -> torch.Tensor:
+
+def _check_problem(X: torch.Tensor, Y: torch.Tensor) -> None:
+    check_tensor(X, "X (N, D)", ndim=2, floating=True)
+    check_tensor(Y, "Y (N, K)", ndim=2, floating=True, device=X.device)
+    if len(Y) != len(X):
+        raise ValueError(f"X has {len(X)} rows but Y has {len(Y)}")
+
+
+def random_fourier_features(x: torch.Tensor, num_features: int, bandwidth: float, *,
+                            generator: torch.Generator | None = None) -> torch.Tensor:
     """phi(x) = sqrt(2/D) cos(x W + c), W ~ N(0, 1/bandwidth^2), c ~ U[0, 2pi): x (N, ...) -> (N, D).
 
     phi(x).phi(x') approximates the Gaussian kernel exp(-|x - x'|^2 / (2 bandwidth^2)) (Rahimi &
-    Recht 2007), the kernel of the paper's Section 5; the features are drawn once from `generator`.
+    Recht 2007), the kernel of the paper's Section 5; the features are drawn once from `generator` (CPU).
     """
+    check_tensor(x, "x", floating=True)
     X = x.reshape(len(x), -1)
     W = (torch.randn(X.shape[1], num_features, generator=generator) / bandwidth).to(X)
     c = (torch.rand(num_features, generator=generator) * 2 * math.pi).to(X)
@@ -26,16 +36,18 @@ def random_fourier_features(x: torch.Tensor, num_features: int, bandwidth: float
 
 def min_norm_solution(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     """The minimum-norm least-squares solution X^+ Y, in float64. X: (N, D), Y: (N, K) -> (D, K)."""
+    _check_problem(X, Y)
     return torch.linalg.pinv(X.double()) @ Y.double()
 
 
 def sgd_least_squares(X: torch.Tensor, Y: torch.Tensor, *, epochs: int, batch_size: int, lr: float,
-                      generator: torch.Generator) -> tuple[torch.Tensor, list[float]]:
+                      generator: torch.Generator | None = None) -> tuple[torch.Tensor, list[float]]:
     """Minibatch SGD on 0.5 * mean ||X w - Y||^2 from w = 0; returns (w (D, K), train MSE per epoch).
 
     X: (N, D), Y: (N, K). `lr` is the step per minibatch on the mean loss; choose it below
-    2 / lambda_max(X^T X / N) (see `max_step`).
+    2 / lambda_max(X^T X / N) (see `max_step`). Batch order is drawn from `generator` (CPU).
     """
+    _check_problem(X, Y)
     N, D = X.shape
     w = torch.zeros(D, Y.shape[1], dtype=X.dtype, device=X.device)
     losses = []
