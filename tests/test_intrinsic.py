@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from genlens.lenses import intrinsic as I
 from genlens.core.models import build_for
+from genlens.core.nn import activations
+from genlens.lenses import intrinsic as I
 
 
 def _gen(seed=0):
@@ -85,7 +86,8 @@ def test_nearest_neighbors_against_dense_distances():
     g = _gen(5)
     x = torch.randn(1300, 40, generator=g) * 100 + 1000  # large offset: the matrix-product form cancels
     x[7] = x[11]  # one duplicate pair
-    dist, idx = I.nearest_neighbors(x, 3)
+    found = I.nearest_neighbors(x, 3)
+    dist, idx = found.distances, found.indices
     dense = torch.cdist(x.double(), x.double(), compute_mode="donot_use_mm_for_euclid_dist")
     dense.fill_diagonal_(math.inf)
     ref = dense.topk(3, dim=1, largest=False)
@@ -126,13 +128,11 @@ def test_pca_against_sklearn():
     assert I.pca_id(x, 0.99) <= 3
 
 
-def test_layer_representations_hooks():
+def test_probe_layers_read_by_core_activations():
     torch.manual_seed(0)
     net = build_for("cnn", (1, 12, 12), 10, width=4)
     x = torch.rand(7, 1, 12, 12)
-    net.train()
-    reps = I.layer_representations(net, x, I.probe_layers(net), batch_size=3)
-    assert net.training and not any(m._forward_hooks for m in net.modules())
+    reps = activations(net, x, I.probe_layers(net), batch_size=3)
     net.eval()
     with torch.no_grad():
         hidden = net.features(x)
@@ -141,22 +141,20 @@ def test_layer_representations_hooks():
     assert torch.allclose(reps["last hidden"], hidden) and torch.allclose(reps["output"], out)
     assert torch.allclose(reps["conv1"], after_relu1.flatten(1))  # not overwritten by in-place ops
     assert torch.equal(reps["input"], x.flatten(1))
-    assert list(reps)[-2] == "last hidden"
-    with pytest.raises(ValueError, match="not modules"):
-        I.layer_representations(net, x, ["nope"])
+    assert list(reps)[0] == "input" and list(reps)[-2] == "last hidden"
 
 
 def test_probe_layers_mlp_and_resnet():
     mlp = build_for("mlp", (1, 8, 8), 10, hidden=[16, 8])
-    assert I.probe_layers(mlp) == {"fc1": "net.2", "fc2": "net.4", "output": "net.5"}
+    assert I.probe_layers(mlp) == {"input": ":in", "fc1": "net.2", "fc2": "net.4", "output": "net.5"}
     res = I.probe_layers(build_for("resnet20", (3, 32, 32), 10))
-    assert list(res)[-2:] == ["last hidden", "output"] and len(res) == 12
+    assert list(res)[-2:] == ["last hidden", "output"] and len(res) == 13
     with pytest.raises(ValueError, match="probe_layers"):
         I.probe_layers(nn.Linear(3, 3))
 
 
 def test_errors():
-    with pytest.raises(ValueError, match=r"shape \(N, D\)"):
+    with pytest.raises(ValueError, match=r"x must have 2 dimensions, got shape \(10,\)"):
         I.twonn(torch.zeros(10))
     with pytest.raises(ValueError, match="discard_fraction"):
         I.twonn(torch.randn(50, 3), discard_fraction=1.0)
@@ -175,6 +173,7 @@ def test_errors():
 def test_device_follows_input(device):
     g = _gen(8)
     x = (torch.randn(500, 3, generator=g) @ torch.randn(3, 30, generator=g)).to(device)
-    dist, idx = I.nearest_neighbors(x)
+    found = I.nearest_neighbors(x)
+    dist, idx = found.distances, found.indices
     assert dist.device.type == device and idx.device.type == device
     assert abs(I.twonn(x) - 3) < 0.4

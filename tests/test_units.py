@@ -5,24 +5,14 @@ import pytest
 import torch
 from torch import nn
 
-from genlens.lenses.units import (label_purity, layer_activations, lipschitz_bounds, natural_directions,
-                           random_directions, top_images, unit_analysis)
+from genlens.lenses.units import (label_purity, lipschitz_bounds, natural_directions, random_directions, top_images,
+                                  unit_analysis)
 
 
 def _mlp(seed=0, activation=nn.ReLU):
     torch.manual_seed(seed)
     return nn.Sequential(nn.Flatten(), nn.Linear(16, 12), activation(), nn.Linear(12, 8), activation(),
                          nn.Linear(8, 3)).eval()
-
-
-def test_hooked_activations_match_the_dense_forward_pass_and_hooks_are_removed():
-    model = _mlp()
-    x = torch.rand(50, 1, 4, 4, generator=torch.Generator().manual_seed(0))
-    acts = layer_activations(model, model[4], x, batch_size=7)
-    assert torch.allclose(acts, model[:5](x), atol=1e-6)
-    assert not model[4]._forward_hooks
-    with pytest.raises(ValueError, match="submodule"):
-        layer_activations(model, nn.ReLU(), x)
 
 
 def test_top_images_of_a_unit_are_its_largest_activations():
@@ -44,15 +34,30 @@ def test_random_directions_are_unit_and_seeded():
         natural_directions(5, [5])
 
 
-def test_label_purity_and_unit_analysis():
-    labels = torch.tensor([0, 0, 1, 1, 2, 0])
-    assert label_purity(torch.tensor([[0, 1, 5], [2, 3, 4]]), labels).tolist() == pytest.approx([1.0, 2 / 3])
-    model = _mlp()
-    x = torch.rand(60, 1, 4, 4, generator=torch.Generator().manual_seed(4))
-    y = torch.randint(0, 3, (60,), generator=torch.Generator().manual_seed(5))
-    res = unit_analysis(model, model[2], x, y, units=[0, 1, 2], n_random=3, k=4, generator=torch.Generator().manual_seed(6))
-    assert res.natural_top.shape == res.random_top.shape == (3, 4)
-    assert ((res.random_purity > 0) & (res.random_purity <= 1)).all()
+def test_label_purity_by_hand():
+    labels = torch.tensor([0, 0, 1, 1, 2, 0, 2])
+    rows = torch.tensor([[0, 1, 5], [2, 3, 4], [4, 6, 0], [2, 4, 0]])
+    # row 0: labels 0, 0, 0 -> 3/3; row 1: 1, 1, 2 -> 2/3; row 2: 2, 2, 0 -> 2/3; row 3: 1, 2, 0 -> 1/3
+    assert label_purity(rows, labels).tolist() == pytest.approx([1.0, 2 / 3, 2 / 3, 1 / 3])
+
+
+def test_unit_analysis_finds_the_top_images_of_a_unit_and_their_purity():
+    # the probed layer is an identity on 4 features, so unit u's top images are the largest x[:, u]
+    model = nn.Sequential(nn.Identity(), nn.Linear(4, 2))
+    model.train()
+    x = torch.tensor([[9.0, 0, 0, 1], [8, 0, 5, 0], [7, 1, 0, 0], [0, 9, 0, 2], [0, 8, 6, 0], [1, 7, 1, 3]])
+    y = torch.tensor([0, 0, 1, 2, 2, 2])
+    res = unit_analysis(model, model[0], x, y, units=[0, 1, 2], n_random=2, k=3,
+                        generator=torch.Generator().manual_seed(0))
+    assert res.natural_top.tolist() == [[0, 1, 2], [3, 4, 5], [4, 1, 5]]
+    assert res.natural_purity.tolist() == pytest.approx([2 / 3, 1.0, 2 / 3])  # labels 0,0,1 / 2,2,2 / 2,0,2
+    scores = res.random @ x.T  # (2, 6): random directions of the same 4-D space
+    assert res.random_top.tolist() == scores.topk(3, dim=1).indices.tolist()
+    assert model.training  # read in eval mode, mode given back
+    same = unit_analysis(model, "0", x, y, units=[0, 1, 2], n_random=2, k=3, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(same.random, res.random) and torch.equal(same.natural_top, res.natural_top)
+    with pytest.raises(ValueError, match="submodule"):
+        unit_analysis(model, nn.ReLU(), x, y, units=[0], n_random=1, k=2)
 
 
 @pytest.mark.parametrize("activation", [nn.ReLU, nn.Sigmoid])

@@ -1,4 +1,4 @@
-"""The Hessian of a training loss: products, top eigenpairs, trace and spectral density.
+"""The Hessian of a training loss: products, extreme eigenpairs, trace and spectral density.
 
 Yao, Gholami, Lei, Keutzer and Mahoney (NeurIPS 2018) and PyHessian (Yao et al. 2020) probe the
 curvature of a network's loss with Hessian-vector products (HVPs) alone; this module does the same
@@ -9,57 +9,68 @@ with a few changes that users of PyHessian keep asking for:
   does not depend on how the data are split. The HVP is exact, by forward-over-reverse
   differentiation (``torch.func.jvp`` of ``torch.func.grad``), with double backward as the fallback;
   ``cache_graph=True`` keeps each batch's gradient graph so that every later product is a single
-  backward pass (PyHessian's single-batch trick, for data whose graphs fit in memory).
-* Top eigenpairs by Lanczos (default; ``which="SA"`` gives the most negative ones) or by the
-  paper's power iteration with deflation.
+  backward pass (PyHessian's single-batch trick, for data whose graphs fit in memory). The operator
+  is taken at the model's parameters or at any other point ``w0``, and ``matmat(V, points=W)``
+  multiplies each row of V by the Hessian at the matching row of W (one vmapped pass for many points).
+* One Lanczos (full reorthogonalization, batched over rows) serves the top eigenpairs (``which="SA"``
+  gives the most negative ones), the extreme eigenvalues at many points (:func:`extremes`, the loss
+  landscape's non-convexity map) and the spectral density; the paper's power iteration with
+  deflation is the alternative for eigenpairs.
 * The model is evaluated in eval mode (BatchNorm uses its running statistics, dropout is off) and
-  its mode is restored afterwards; the model's parameters and ``.grad`` are never touched.
+  every submodule's mode is restored afterwards; the model's parameters and ``.grad`` are never touched.
 * Vectors are flat (``(P,)`` for ``P`` selected parameters, in ``named_parameters`` order);
   :meth:`HessianOperator.unflatten` turns one into a ``{name: tensor}`` pytree and back.
-* Every stochastic estimate takes a seed, and reports its convergence (iterations, residuals, HVP
-  count), its spread (over probe vectors, data subsets or seeds) and the number of samples used:
-  with 128 samples PyHessian's top eigenvalue can be 10x off (PyHessian issue #5).
+* Every stochastic estimate draws from a ``torch.Generator`` (CPU; None: the global one) and reports
+  its convergence (iterations, residuals, HVP count), its spread (over probe vectors, data subsets)
+  and the number of samples used: with 128 samples PyHessian's top eigenvalue can be 10x off
+  (PyHessian issue #5).
 
-Eigenvalues are in units of loss per squared parameter (nats for cross-entropy).
+Eigenvalues are in units of loss per squared parameter (nats for cross-entropy). Shown in the
+chapters ``hessian`` and ``landscape``.
 """
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Literal, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Iterable, Literal, Mapping, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from ..core.nn import check_model, check_pair, check_tensor, eval_mode
+
+if TYPE_CHECKING:
+    from ..core.cache import Cache
+    from ..core.train import History, TrainConfig
+
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-Data = "tuple[torch.Tensor, torch.Tensor] | Sequence[tuple[torch.Tensor, torch.Tensor]]"
+Batch = tuple[torch.Tensor, torch.Tensor]
 Method = Literal["auto", "forward_over_reverse", "double_backward"]
 Which = Literal["LA", "SA"]
 
 __all__ = [
-    "HessianOperator", "EigenEstimate", "TraceEstimate", "SpectralDensity", "Spread",
-    "hvp", "eigenpairs", "top_eigenvalues", "trace", "density", "per_layer", "gradient",
-    "loss_along", "spread_over_subsets", "parameter_blocks", "tracker",
+    "HessianOperator", "EigenEstimate", "Extremes", "TraceEstimate", "SpectralDensity", "LayerCurvature", "Spread",
+    "hvp", "eigenpairs", "extremes", "trace", "density", "per_layer", "gradient", "loss_along",
+    "spread_over_subsets", "parameter_blocks", "tracker", "train_tracked",
 ]
 
 
 # ----------------------------------------------------------------------------- the operator
 
-def _batches(data, batch_size: int | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Normalize `data` ((x, y) tensors, or a sequence of (x, y) batches) to a list of batches."""
-    if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], torch.Tensor):
-        x, y = data
-        if len(x) != len(y):
-            raise ValueError(f"data: x has {len(x)} rows but y has {len(y)}")
+def _batches(model: nn.Module, data, batch_size: int | None) -> list[Batch]:
+    """`data` ((x, y) tensors, or a sequence of (x, y) batches) as a list of checked batches."""
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1 or None, got {batch_size}")
+    if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], torch.Tensor):
+        x, y = check_pair(model, data)
         if len(x) == 0:
-            raise ValueError("data: empty")
+            raise ValueError("data: no samples")
         step = batch_size or len(x)
         return [(x[i : i + step], y[i : i + step]) for i in range(0, len(x), step)]
-    try:
-        batches = [(xb, yb) for xb, yb in data]
-    except (TypeError, ValueError):
-        raise TypeError(f"data must be (x, y) tensors or a sequence of (x, y) batches, got {type(data).__name__}") from None
+    if not isinstance(data, Iterable):
+        raise TypeError(f"data must be (x, y) tensors or a sequence of (x, y) batches, got {type(data).__name__}")
+    batches = [check_pair(model, b, f"data[{i}]") for i, b in enumerate(data)]
     if not batches:
         raise ValueError("data: no batches")
     return batches
@@ -74,37 +85,28 @@ def parameter_blocks(model: nn.Module) -> dict[str, list[str]]:
     return blocks
 
 
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, mode in modes.items():
-            m.train(mode)
-
-
 class HessianOperator:
     """The Hessian H of the dataset loss with respect to (a subset of) a model's parameters.
 
-    model: an ``nn.Module``; loss_fn(outputs, targets) -> mean loss of a batch (e.g.
-    ``F.cross_entropy``); data: ``(x, y)`` tensors (split into ``batch_size`` rows per pass), or a
-    sequence of ``(x, y)`` batches; params: parameter names to differentiate (default: every
-    trainable parameter; the others are held fixed); method: "forward_over_reverse", "double_backward"
-    or "auto" (the first, falling back to the second if torch.func cannot trace the model).
+    data: ``(x, y)`` tensors on the model's device (split into ``batch_size`` rows per pass), or a
+    sequence of ``(x, y)`` batches; loss_fn(outputs, targets) -> mean loss of a batch; params:
+    parameter names to differentiate (default: every trainable parameter; the others are held
+    fixed); w0: the flat point (P,) at which H is taken (default: the model's own parameters);
+    method: "forward_over_reverse", "double_backward" or "auto" (the first, falling back to the
+    second if torch.func cannot trace the model).
 
-    cache_graph=True keeps each batch's gradient graph (double backward, as PyHessian does for one
-    batch): every later product is one backward pass, at the cost of holding the graphs in memory.
+    cache_graph=True keeps each batch's gradient graph at w0 (double backward, as PyHessian does for
+    one batch): every later product is one backward pass, at the cost of holding the graphs in memory.
 
-    ``op(v)`` maps a flat ``(P,)`` vector to ``H v`` and ``op.matmat(V)`` maps ``(m, P)`` to
-    ``(m, P)``; ``op.hvp_count`` counts dataset-wide products (one per vector).
+    ``op(v)`` maps a flat ``(P,)`` vector to ``H v``; ``op.matmat(V)`` maps ``(m, P)`` to ``(m, P)``;
+    ``op.matmat(V, points=W)`` gives row i as ``H(W[i]) V[i]``. ``op.hvp_count`` counts dataset-wide
+    products (one per vector).
     """
 
-    def __init__(self, model: nn.Module, loss_fn: LossFn, data, *, params: Sequence[str] | None = None,
-                 batch_size: int | None = None, method: Method = "auto", cache_graph: bool = False):
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    def __init__(self, model: nn.Module, data, *, loss_fn: LossFn = F.cross_entropy,
+                 params: Sequence[str] | None = None, batch_size: int | None = None, method: Method = "auto",
+                 cache_graph: bool = False, w0: torch.Tensor | None = None):
+        check_model(model)
         if method not in ("auto", "forward_over_reverse", "double_backward"):
             raise ValueError(f"method must be 'auto', 'forward_over_reverse' or 'double_backward', got {method!r}")
         named = dict(model.named_parameters())
@@ -112,14 +114,15 @@ class HessianOperator:
         unknown = [n for n in names if n not in named]
         if unknown or not names:
             raise ValueError(f"params must name parameters of the model, got {unknown or names}")
-        self.model, self.loss_fn, self.method = model, loss_fn, method
-        self.names = names
+        self.model, self.loss_fn, self.method, self.names = model, loss_fn, method, names
         self.shapes = [named[n].shape for n in names]
         self.numels = [named[n].numel() for n in names]
         self.w0 = torch.cat([named[n].detach().reshape(-1) for n in names])
+        if w0 is not None:
+            self.w0 = self._check_points(check_tensor(w0, "w0", ndim=1)[None], "w0")[0]
         self.fixed = {n: p.detach() for n, p in named.items() if n not in set(names)}
-        self.fixed |= {n: b for n, b in model.named_buffers()}
-        self.batches = _batches(data, batch_size)
+        self.fixed |= dict(model.named_buffers())
+        self.batches = _batches(model, data, batch_size)
         self.num_samples = sum(len(xb) for xb, _ in self.batches)
         self.hvp_count = 0
         self._vmap_ok = True
@@ -130,7 +133,7 @@ class HessianOperator:
     @property
     def size(self) -> int:
         """P, the number of scalar parameters the Hessian is taken over."""
-        return self.w0.numel()
+        return sum(self.numels)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -139,6 +142,14 @@ class HessianOperator:
     @property
     def device(self) -> torch.device:
         return self.w0.device
+
+    def _check_points(self, W: torch.Tensor, name: str) -> torch.Tensor:
+        """W (m, P) detached in the operator's dtype, or a one-line error naming `name`."""
+        check_tensor(W, name, ndim=2, floating=True, device=self.device)
+        if W.shape[1] != self.size:
+            raise ValueError(f"{name} must have {self.size} entries per row (one per parameter), "
+                             f"got shape {tuple(W.shape)}")
+        return W.detach().to(self.dtype)
 
     def unflatten(self, vec: torch.Tensor) -> dict[str, torch.Tensor]:
         """A flat (P,) vector as {parameter name: tensor of that parameter's shape}."""
@@ -151,7 +162,7 @@ class HessianOperator:
         parts = [tree[n] for n in self.names] if isinstance(tree, Mapping) else list(tree)
         if len(parts) != len(self.names):
             raise ValueError(f"expected {len(self.names)} tensors, got {len(parts)}")
-        return torch.cat([t.reshape(-1) for t in parts]).to(self.dtype)
+        return torch.cat([t.reshape(-1) for t in parts]).to(self.w0)
 
     # -- loss and products -----------------------------------------------------------------
     def _loss(self, w: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -159,45 +170,58 @@ class HessianOperator:
         return self.loss_fn(out, y)
 
     def loss(self, w: torch.Tensor | None = None) -> float:
-        """The dataset loss at flat parameters w (default: the model's own)."""
+        """The dataset loss at flat parameters w (default: w0)."""
         w = self.w0 if w is None else w
-        with torch.no_grad(), _eval_mode(self.model):
+        with torch.no_grad(), eval_mode(self.model):
             total = sum(self._loss(w, xb, yb).double() * len(xb) for xb, yb in self.batches)
         return float(total / self.num_samples)
 
     def gradient(self) -> torch.Tensor:
-        """The full-dataset gradient at the model's parameters, flat (P,)."""
+        """The full-dataset gradient at w0, flat (P,)."""
         g = torch.zeros_like(self.w0)
-        with _eval_mode(self.model):
+        with eval_mode(self.model):
             for xb, yb in self.batches:
                 g += torch.func.grad(self._loss)(self.w0, xb, yb) * len(xb)
         return g / self.num_samples
 
-    def _hvp_batch_fwd(self, V: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _forward_over_reverse(self, W: torch.Tensor, V: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         grad_fn = torch.func.grad(self._loss)
 
-        def one(v: torch.Tensor) -> torch.Tensor:
-            return torch.func.jvp(lambda w: grad_fn(w, x, y), (self.w0,), (v,))[1]
+        def one(w: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            return torch.func.jvp(lambda u: grad_fn(u, x, y), (w,), (v,))[1]
 
-        if len(V) == 1 or not self._vmap_ok:
-            return torch.stack([one(v) for v in V])
-        try:
-            return torch.func.vmap(one)(V)
-        except Exception:  # some layers have no batching rule: fall back to a loop
-            self._vmap_ok = False
-            return torch.stack([one(v) for v in V])
+        shared = W.dim() == 1  # one point for every vector, or one point per vector
+        if len(V) > 1 and self._vmap_ok:
+            try:
+                return torch.func.vmap(one, in_dims=(None if shared else 0, 0))(W, V)
+            except Exception:  # some layers have no batching rule: fall back to a loop
+                self._vmap_ok = False
+        return torch.stack([one(W if shared else W[i], v) for i, v in enumerate(V)])
 
-    def _hvp_batch_dbl(self, V: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        w = self.w0.clone().requires_grad_(True)
+    def _double_backward(self, W: torch.Tensor, V: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        groups = [(W, V)] if W.dim() == 1 else [(W[i], V[i : i + 1]) for i in range(len(V))]
+        out = []
         with torch.enable_grad():
-            (g,) = torch.autograd.grad(self._loss(w, x, y), w, create_graph=True)
-            return torch.stack([torch.autograd.grad(g, w, v, retain_graph=i < len(V) - 1)[0]
-                                for i, v in enumerate(V)])
+            for w, vs in groups:
+                w = w.detach().clone().requires_grad_(True)
+                (g,) = torch.autograd.grad(self._loss(w, x, y), w, create_graph=True)
+                out += [torch.autograd.grad(g, w, v, retain_graph=i < len(vs) - 1)[0] for i, v in enumerate(vs)]
+        return torch.stack(out)
+
+    def _products(self, W: torch.Tensor, V: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.method != "double_backward":
+            try:
+                return self._forward_over_reverse(W, V, x, y)
+            except (RuntimeError, NotImplementedError):
+                if self.method == "forward_over_reverse":
+                    raise
+                self.method = "double_backward"
+        return self._double_backward(W, V, x, y)
 
     def _cached_matmat(self, V: torch.Tensor) -> torch.Tensor:
         if self._graphs is None:
             self._graphs = []
-            with _eval_mode(self.model), torch.enable_grad():
+            with eval_mode(self.model), torch.enable_grad():
                 for xb, yb in self.batches:
                     w = self.w0.clone().requires_grad_(True)
                     (g,) = torch.autograd.grad(self._loss(w, xb, yb) * len(xb), w, create_graph=True)
@@ -209,27 +233,20 @@ class HessianOperator:
         self.hvp_count += len(V)
         return out / self.num_samples
 
-    def matmat(self, V: torch.Tensor) -> torch.Tensor:
-        """H V for m flat vectors V of shape (m, P); returns (m, P)."""
-        if V.dim() != 2 or V.shape[1] != self.size:
-            raise ValueError(f"V must have shape (m, {self.size}), got {tuple(V.shape)}")
-        V = V.to(self.dtype)
-        if self.cache_graph:
+    def matmat(self, V: torch.Tensor, points: torch.Tensor | None = None) -> torch.Tensor:
+        """H V for m flat vectors V (m, P) -> (m, P): at w0, or row i at points[i] (points: (m, P))."""
+        V = self._check_points(V, "V")
+        if points is not None:
+            points = self._check_points(points, "points")
+            if len(points) != len(V):
+                raise ValueError(f"points must have one row per vector: {len(V)} vectors, {len(points)} points")
+        elif self.cache_graph:
             return self._cached_matmat(V)
+        W = self.w0 if points is None else points
         out = torch.zeros_like(V)
-        with _eval_mode(self.model):
+        with eval_mode(self.model):
             for xb, yb in self.batches:
-                if self.method == "double_backward":
-                    hv = self._hvp_batch_dbl(V, xb, yb)
-                elif self.method == "forward_over_reverse":
-                    hv = self._hvp_batch_fwd(V, xb, yb)
-                else:
-                    try:
-                        hv = self._hvp_batch_fwd(V, xb, yb)
-                    except (RuntimeError, NotImplementedError):
-                        self.method = "double_backward"
-                        hv = self._hvp_batch_dbl(V, xb, yb)
-                out += hv.detach() * len(xb)
+                out += self._products(W, V, xb, yb).detach() * len(xb)
         self.hvp_count += len(V)
         return out / self.num_samples
 
@@ -238,24 +255,76 @@ class HessianOperator:
         return self.matmat(v[None])[0]
 
 
-def hvp(model: nn.Module, loss_fn: LossFn, data, v, *, params: Sequence[str] | None = None,
+def hvp(model: nn.Module, data, v, *, loss_fn: LossFn = F.cross_entropy, params: Sequence[str] | None = None,
         batch_size: int | None = None, method: Method = "auto"):
     """The Hessian-vector product H v of the dataset loss (see :class:`HessianOperator`).
 
     v: a flat (P,) vector, an (m, P) stack of them, or a {name: tensor} pytree over the selected
     parameters; the result has the same form. Units: loss per parameter unit squared, times v.
+
+    >>> net = nn.Linear(2, 1, bias=False)
+    >>> x, y = torch.eye(2), torch.zeros(2, 1)
+    >>> hvp(net, (x, y), torch.tensor([1.0, 0.0]), loss_fn=F.mse_loss)  # H = 2 X^T X / N = I
+    tensor([1., 0.])
     """
-    op = HessianOperator(model, loss_fn, data, params=params, batch_size=batch_size, method=method)
+    op = HessianOperator(model, data, loss_fn=loss_fn, params=params, batch_size=batch_size, method=method)
     if isinstance(v, Mapping):
         return op.unflatten(op(op.flatten(v)))
-    if not isinstance(v, torch.Tensor):
-        raise TypeError(f"v must be a tensor or a {{name: tensor}} mapping, got {type(v).__name__}")
+    check_tensor(v, "v", ndim=(1, 2))
     return op.matmat(v) if v.dim() == 2 else op(v)
+
+
+# ----------------------------------------------------------------------------- Lanczos
+
+def _random_unit(n: int, generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
+    v = torch.randn(n, generator=generator, dtype=torch.float64).to(device=like.device, dtype=like.dtype)
+    return v / v.norm()
+
+
+def _lanczos(matvec: Callable[[torch.Tensor], torch.Tensor], V0: torch.Tensor, steps: int,
+             stop: Callable[[torch.Tensor, torch.Tensor], bool] | None = None):
+    """Lanczos with full reorthogonalization, one Krylov space per row of the unit rows V0 (B, P).
+
+    matvec maps (B, P) -> (B, P) row by row. A row whose next vector vanishes (its Krylov space is
+    exhausted) stops there; stop(alpha, beta) is asked after each step. Returns alpha, beta (B, j)
+    float64 on the CPU (T_b = tridiag(beta_b[:-1], alpha_b, beta_b[:-1]) over the row's first
+    lengths[b] steps), Q (B, j, P) and lengths (list of B ints).
+    """
+    B, n = V0.shape
+    steps = min(steps, n)
+    Q = torch.zeros(B, steps, n, dtype=V0.dtype, device=V0.device)
+    alpha = torch.zeros(B, steps, dtype=torch.float64)
+    beta = torch.zeros(B, steps, dtype=torch.float64)
+    lengths = [steps] * B
+    active = torch.ones(B, dtype=torch.bool)
+    q = V0
+    for j in range(steps):
+        Q[:, j] = q
+        w = matvec(q)
+        alpha[:, j] = (w * q).sum(1).double().cpu()
+        for _ in range(2):  # classical Gram-Schmidt, twice: keeps Q orthonormal to working precision
+            w = w - torch.einsum("bj,bjp->bp", torch.einsum("bjp,bp->bj", Q[:, : j + 1], w), Q[:, : j + 1])
+        beta[:, j] = w.norm(dim=1).double().cpu()
+        for b in torch.nonzero(active).flatten().tolist():
+            if beta[b, j] <= 1e-10 * max(alpha[b, : j + 1].abs().max().item(), 1e-30):
+                active[b], lengths[b] = False, j + 1
+        done = stop is not None and stop(alpha[:, : j + 1], beta[:, : j + 1])
+        if done or not active.any():
+            return alpha[:, : j + 1], beta[:, : j + 1], Q[:, : j + 1], [min(m, j + 1) for m in lengths]
+        scale = torch.where(active, beta[:, j], torch.inf).to(w)  # a finished row continues with zeros
+        q = w / scale[:, None]
+    return alpha, beta, Q, lengths
+
+
+def _ritz(alpha: torch.Tensor, beta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ritz values (j,) ascending and vectors S (j, j) of one row's tridiagonal matrix; alpha, beta (j,)."""
+    T = torch.diag(alpha) + torch.diag(beta[:-1], 1) + torch.diag(beta[:-1], -1)
+    return torch.linalg.eigh(T)
 
 
 # ----------------------------------------------------------------------------- eigenpairs
 
-@dataclass
+@dataclass(frozen=True)
 class EigenEstimate:
     """Eigenpairs of H: eigenvalues (k,) ordered from the requested end, eigenvectors (k, P) unit norm.
 
@@ -267,15 +336,12 @@ class EigenEstimate:
     eigenvalues: torch.Tensor
     eigenvectors: torch.Tensor
     residuals: torch.Tensor
-    iterations: list[int]
+    iterations: tuple[int, ...]
     hvp_count: int
     converged: bool
     num_samples: int
     method: str
     which: str
-
-    def __iter__(self):  # unpacks as (eigenvalues, eigenvectors)
-        return iter((self.eigenvalues, self.eigenvectors))
 
 
 def _check_which(which: str) -> None:
@@ -283,73 +349,29 @@ def _check_which(which: str) -> None:
         raise ValueError(f"which must be 'LA' (largest) or 'SA' (smallest, most negative), got {which!r}")
 
 
-def _random_unit(n: int, generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
-    v = torch.randn(n, generator=generator, dtype=torch.float64).to(device=like.device, dtype=like.dtype)
-    return v / v.norm()
-
-
-def _lanczos(op: Callable[[torch.Tensor], torch.Tensor], v0: torch.Tensor, steps: int,
-             stop: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], bool] | None = None):
-    """Lanczos with full reorthogonalization from unit v0. Returns (alpha, beta, Q (j, P)).
-
-    stop(alpha, beta, Q) is asked after each step; T = tridiag(beta[:-1], alpha, beta[:-1]).
-    """
-    n = v0.numel()
-    steps = min(steps, n)
-    Q = torch.zeros(steps, n, dtype=v0.dtype, device=v0.device)
-    alpha = torch.zeros(steps, dtype=torch.float64)
-    beta = torch.zeros(steps, dtype=torch.float64)
-    q = v0
-    for j in range(steps):
-        Q[j] = q
-        w = op(q)
-        alpha[j] = torch.dot(w, q).item()
-        for _ in range(2):  # classical Gram-Schmidt, twice: keeps Q orthonormal to working precision
-            w = w - Q[: j + 1].T @ (Q[: j + 1] @ w)
-        beta[j] = w.norm().item()
-        done = stop is not None and stop(alpha[: j + 1], beta[: j + 1], Q[: j + 1])
-        if done or beta[j] <= 1e-10 * max(abs(alpha[: j + 1]).max().item(), 1e-30) or j == steps - 1:
-            return alpha[: j + 1], beta[: j + 1], Q[: j + 1]
-        q = w / beta[j]
-    return alpha, beta, Q  # pragma: no cover
-
-
-def _ritz(alpha: torch.Tensor, beta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    T = torch.diag(alpha) + torch.diag(beta[:-1], 1) + torch.diag(beta[:-1], -1)
-    return torch.linalg.eigh(T)  # ascending theta (j,), S (j, j)
-
-
 def _lanczos_eigs(op: HessianOperator, k: int, tol: float, atol: float, max_iter: int, which: str,
-                  generator: torch.Generator) -> EigenEstimate:
-    state: dict[str, object] = {}
-
-    def pick(theta: torch.Tensor) -> torch.Tensor:
-        idx = torch.arange(len(theta))
-        return idx.flip(0)[:k] if which == "LA" else idx[:k]
-
-    def stop(alpha, beta, Q) -> bool:
-        if len(alpha) < k:
-            return False
+                  generator: torch.Generator | None) -> EigenEstimate:
+    def wanted(alpha: torch.Tensor, beta: torch.Tensor):
         theta, S = _ritz(alpha, beta)
-        idx = pick(theta)
+        idx = torch.arange(len(theta))
+        idx = idx.flip(0)[:k] if which == "LA" else idx[:k]
         res = (beta[-1] * S[-1, idx]).abs()
-        state.update(theta=theta[idx], S=S[:, idx], res=res)
-        return bool((res <= torch.clamp(tol * theta[idx].abs(), min=atol)).all())
+        return theta[idx], S[:, idx], res, bool((res <= torch.clamp(tol * theta[idx].abs(), min=atol)).all())
+
+    def stop(alpha: torch.Tensor, beta: torch.Tensor) -> bool:
+        return alpha.shape[1] >= k and wanted(alpha[0], beta[0])[3]
 
     start = op.hvp_count
-    alpha, beta, Q = _lanczos(op, _random_unit(op.size, generator, op.w0), max(max_iter, k), stop)
-    if "theta" not in state or len(state["S"]) != len(alpha):  # breakdown before k steps
-        stop(alpha, beta, Q)
-    theta, S, res = state["theta"], state["S"], state["res"]
-    vecs = (S.T.to(Q.dtype) @ Q)
+    alpha, beta, Q, (n,) = _lanczos(op.matmat, _random_unit(op.size, generator, op.w0)[None], max(max_iter, k), stop)
+    theta, S, res, converged = wanted(alpha[0, :n], beta[0, :n])
+    vecs = S.T.to(Q.dtype) @ Q[0, :n]  # (k, P)
     vecs = vecs / vecs.norm(dim=1, keepdim=True)
-    converged = bool((res <= torch.clamp(tol * theta.abs(), min=atol)).all())
-    return EigenEstimate(theta.to(op.dtype), vecs, res, [len(alpha)], op.hvp_count - start, converged,
-                         op.num_samples, "lanczos", which)
+    return EigenEstimate(theta.to(op.dtype), vecs, res, (n,), op.hvp_count - start, converged, op.num_samples,
+                         "lanczos", which)
 
 
 def _power_eigs(op: HessianOperator, k: int, tol: float, max_iter: int, shift: float,
-                generator: torch.Generator) -> tuple[list[float], list[torch.Tensor], list[float], list[int], bool]:
+                generator: torch.Generator | None) -> tuple[list[float], list[torch.Tensor], list[float], list[int], bool]:
     """Power iteration with deflation on H - shift I (the paper's method, PyHessian's stopping rule)."""
     vals, vecs, res, iters, converged = [], [], [], [], True
     for _ in range(k):
@@ -379,10 +401,10 @@ def _power_eigs(op: HessianOperator, k: int, tol: float, max_iter: int, shift: f
     return vals, vecs, res, iters, converged
 
 
-def eigenpairs(model: nn.Module, loss_fn: LossFn, data, k: int = 1, tol: float = 1e-3, *,
+def eigenpairs(model: nn.Module, data, *, k: int = 1, tol: float = 1e-3, loss_fn: LossFn = F.cross_entropy,
                which: Which = "LA", method: Literal["lanczos", "power"] = "lanczos", max_iter: int = 100,
                atol: float = 0.0, params: Sequence[str] | None = None, batch_size: int | None = None,
-               hvp_method: Method = "auto", cache_graph: bool = False, seed: int = 0,
+               hvp_method: Method = "auto", cache_graph: bool = False, generator: torch.Generator | None = None,
                operator: HessianOperator | None = None) -> EigenEstimate:
     """The k extreme eigenpairs of the dataset-loss Hessian, with convergence information.
 
@@ -394,8 +416,8 @@ def eigenpairs(model: nn.Module, loss_fn: LossFn, data, k: int = 1, tol: float =
     method="power": the paper's power iteration with deflation, stopped as PyHessian stops, when the
     eigenvalue changes by less than tol relative (at most max_iter steps per pair). Power iteration
     finds the largest |lambda|; which="SA" runs it on the shifted H - lambda_max I, as in the
-    loss-landscape code. The seed draws the start vectors. hvp_method and cache_graph choose how
-    products are computed (see :class:`HessianOperator`).
+    loss-landscape code. The generator draws the start vectors. hvp_method and cache_graph choose
+    how products are computed (see :class:`HessianOperator`); `operator` reuses one.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
@@ -404,42 +426,77 @@ def eigenpairs(model: nn.Module, loss_fn: LossFn, data, k: int = 1, tol: float =
     _check_which(which)
     if method not in ("lanczos", "power"):
         raise ValueError(f"method must be 'lanczos' or 'power', got {method!r}")
-    op = operator or HessianOperator(model, loss_fn, data, params=params, batch_size=batch_size, method=hvp_method,
-                                     cache_graph=cache_graph)
+    op = operator or HessianOperator(model, data, loss_fn=loss_fn, params=params, batch_size=batch_size,
+                                     method=hvp_method, cache_graph=cache_graph)
     if k > op.size:
         raise ValueError(f"k must be <= the number of parameters {op.size}, got {k}")
-    gen = torch.Generator().manual_seed(seed)
     if method == "lanczos":
-        return _lanczos_eigs(op, k, tol, atol, max_iter, which, gen)
+        return _lanczos_eigs(op, k, tol, atol, max_iter, which, generator)
     start = op.hvp_count
     shift, iters0 = 0.0, []
     if which == "SA":
-        top, _, _, iters0, _ = _power_eigs(op, 1, tol, max_iter, 0.0, gen)
+        top, _, _, iters0, _ = _power_eigs(op, 1, tol, max_iter, 0.0, generator)
         shift = top[0]
-    vals, vecs, res, iters, converged = _power_eigs(op, k, tol, max_iter, shift, gen)
+    vals, vecs, res, iters, converged = _power_eigs(op, k, tol, max_iter, shift, generator)
     order = sorted(range(k), key=lambda i: -vals[i] if which == "LA" else vals[i])
     return EigenEstimate(torch.tensor([vals[i] for i in order], dtype=op.dtype), torch.stack([vecs[i] for i in order]),
-                         torch.tensor([res[i] for i in order]), iters0 + iters, op.hvp_count - start, converged,
-                         op.num_samples, "power", which)
+                         torch.tensor([res[i] for i in order]), tuple(iters0 + iters), op.hvp_count - start,
+                         converged, op.num_samples, "power", which)
 
 
-def top_eigenvalues(model: nn.Module, loss_fn: LossFn, data, k: int = 1, tol: float = 1e-3, *,
-                    which: Which = "LA", method: Literal["lanczos", "power"] = "lanczos", max_iter: int = 100,
-                    atol: float = 0.0, params: Sequence[str] | None = None, batch_size: int | None = None,
-                    seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(eigenvalues (k,), eigenvectors (k, P)): the k largest (which="LA") or most negative ("SA").
+@dataclass(frozen=True)
+class Extremes:
+    """Smallest and largest Hessian eigenvalue at each of B parameter points, by `steps` Lanczos steps.
 
-    A shortcut for :func:`eigenpairs` (which also reports residuals, iterations and HVP counts).
-    Eigenvectors are flat over the selected parameters, in ``model.named_parameters()`` order.
+    lambda_min, lambda_max (B,): the extreme Ritz values; residual_min, residual_max (B,): their
+    residuals ||H u - theta u|| (bounds on their errors); hvp_count: dataset-wide HVPs in all.
     """
-    est = eigenpairs(model, loss_fn, data, k, tol, which=which, method=method, max_iter=max_iter, atol=atol,
-                     params=params, batch_size=batch_size, seed=seed)
-    return est.eigenvalues, est.eigenvectors
+
+    lambda_min: torch.Tensor
+    lambda_max: torch.Tensor
+    residual_min: torch.Tensor
+    residual_max: torch.Tensor
+    steps: int
+    hvp_count: int
+    num_samples: int
+
+    @property
+    def ratio(self) -> torch.Tensor:
+        """|lambda_min / lambda_max| (B,): the non-convexity of Li et al. (2018), Fig. 7."""
+        return self.lambda_min.abs() / self.lambda_max.abs()
+
+
+def extremes(model: nn.Module, data, points: torch.Tensor | None = None, *, loss_fn: LossFn = F.cross_entropy,
+             steps: int = 20, points_per_pass: int = 8, params: Sequence[str] | None = None,
+             batch_size: int | None = None, generator: torch.Generator | None = None,
+             operator: HessianOperator | None = None) -> Extremes:
+    """lambda_min and lambda_max of the Hessian at each row of `points` (B, P) (default: the model's point).
+
+    `steps` Lanczos steps per point with full reorthogonalization, from one random start vector
+    (drawn from `generator`) shared by every point, as the loss-landscape code runs ARPACK's Lanczos
+    at each grid point; `points_per_pass` points share one vmapped pass of HVPs. The residuals say
+    how far each estimate may be off.
+    """
+    if steps < 1 or points_per_pass < 1:
+        raise ValueError(f"steps and points_per_pass must be >= 1, got {steps}, {points_per_pass}")
+    op = operator or HessianOperator(model, data, loss_fn=loss_fn, params=params, batch_size=batch_size)
+    W = op.w0[None] if points is None else op._check_points(points, "points")
+    v0 = _random_unit(op.size, generator, op.w0)
+    start, out = op.hvp_count, []
+    for chunk in W.split(points_per_pass):  # (b, P)
+        alpha, beta, _, lengths = _lanczos(lambda V: op.matmat(V, points=chunk), v0.expand(len(chunk), -1), steps)
+        for a, b, n in zip(alpha, beta, lengths):
+            theta, S = _ritz(a[:n], b[:n])
+            last = b[n - 1] * S[-1]  # (n,): residual of every Ritz pair
+            out.append([theta[0].item(), theta[-1].item(), abs(last[0]).item(), abs(last[-1]).item()])
+    lo, hi, r_lo, r_hi = torch.tensor(out, dtype=torch.float64).T
+    return Extremes(lo.to(op.dtype), hi.to(op.dtype), r_lo, r_hi, min(steps, op.size), op.hvp_count - start,
+                    op.num_samples)
 
 
 # ----------------------------------------------------------------------------- trace and density
 
-@dataclass
+@dataclass(frozen=True)
 class TraceEstimate:
     """Hutchinson's estimate of tr(H): value = mean of v^T H v over Rademacher probes v.
 
@@ -447,15 +504,15 @@ class TraceEstimate:
 
     value: float
     std_error: float
-    samples: list[float]
+    samples: tuple[float, ...]
     hvp_count: int
     converged: bool
     num_samples: int
 
 
-def trace(model: nn.Module, loss_fn: LossFn, data, *, tol: float = 1e-2, max_probes: int = 200,
-          min_probes: int = 10, block: int = 10, params: Sequence[str] | None = None,
-          batch_size: int | None = None, seed: int = 0, operator: HessianOperator | None = None) -> TraceEstimate:
+def trace(model: nn.Module, data, *, loss_fn: LossFn = F.cross_entropy, tol: float = 1e-2, max_probes: int = 200,
+          min_probes: int = 10, block: int = 10, params: Sequence[str] | None = None, batch_size: int | None = None,
+          generator: torch.Generator | None = None, operator: HessianOperator | None = None) -> TraceEstimate:
     """tr(H) by Hutchinson's method, in blocks of `block` Rademacher probes (computed together).
 
     Stops when the standard error of the mean is below tol * |mean| (after at least min_probes), or
@@ -463,23 +520,22 @@ def trace(model: nn.Module, loss_fn: LossFn, data, *, tol: float = 1e-2, max_pro
     """
     if min_probes < 2 or max_probes < min_probes:
         raise ValueError(f"need 2 <= min_probes <= max_probes, got {min_probes}, {max_probes}")
-    op = operator or HessianOperator(model, loss_fn, data, params=params, batch_size=batch_size)
-    gen = torch.Generator().manual_seed(seed)
+    op = operator or HessianOperator(model, data, loss_fn=loss_fn, params=params, batch_size=batch_size)
     start, samples, converged = op.hvp_count, [], False
     while len(samples) < max_probes:
         m = min(block, max_probes - len(samples))
-        V = (torch.randint(0, 2, (m, op.size), generator=gen).to(op.w0) * 2 - 1)
+        V = torch.randint(0, 2, (m, op.size), generator=generator).to(op.w0) * 2 - 1
         samples += (V * op.matmat(V)).sum(1).tolist()
         t = torch.tensor(samples, dtype=torch.float64)
         if len(t) >= min_probes and (t.std() / math.sqrt(len(t))).item() <= tol * abs(t.mean().item()):
             converged = True
             break
     t = torch.tensor(samples, dtype=torch.float64)
-    return TraceEstimate(t.mean().item(), (t.std() / math.sqrt(len(t))).item(), samples, op.hvp_count - start,
+    return TraceEstimate(t.mean().item(), (t.std() / math.sqrt(len(t))).item(), tuple(samples), op.hvp_count - start,
                          converged, op.num_samples)
 
 
-@dataclass
+@dataclass(frozen=True)
 class SpectralDensity:
     """Stochastic Lanczos quadrature: nodes and weights (runs, steps); weights of each run sum to 1.
 
@@ -508,110 +564,188 @@ class SpectralDensity:
         return self.num_params * (self.weights.double() * self.nodes.double()).sum(1).mean().item()
 
 
-def density(model: nn.Module, loss_fn: LossFn, data, *, steps: int = 80, runs: int = 1,
-            params: Sequence[str] | None = None, batch_size: int | None = None, seed: int = 0,
-            operator: HessianOperator | None = None) -> SpectralDensity:
+def density(model: nn.Module, data, *, loss_fn: LossFn = F.cross_entropy, steps: int = 80, runs: int = 1,
+            params: Sequence[str] | None = None, batch_size: int | None = None,
+            generator: torch.Generator | None = None, operator: HessianOperator | None = None) -> SpectralDensity:
     """The Hessian's spectral density by stochastic Lanczos quadrature (`runs` Rademacher starts).
 
-    Each run does `steps` Lanczos steps with full reorthogonalization; its nodes are the Ritz values
-    and its weights the squared first components of the Ritz vectors (PyHessian after its PR #23).
+    Each run does `steps` Lanczos steps with full reorthogonalization (the runs share one batched
+    pass); its nodes are the Ritz values and its weights the squared first components of the Ritz
+    vectors (PyHessian after its PR #23).
     """
     if steps < 1 or runs < 1:
         raise ValueError(f"steps and runs must be >= 1, got {steps}, {runs}")
-    op = operator or HessianOperator(model, loss_fn, data, params=params, batch_size=batch_size)
-    gen = torch.Generator().manual_seed(seed)
+    op = operator or HessianOperator(model, data, loss_fn=loss_fn, params=params, batch_size=batch_size)
     start, nodes, weights = op.hvp_count, [], []
-    steps = min(steps, op.size)
-    for _ in range(runs):
-        v0 = torch.randint(0, 2, (op.size,), generator=gen).to(op.w0) * 2 - 1
-        alpha, beta, _ = _lanczos(op, v0 / v0.norm(), steps)
-        theta, S = _ritz(alpha, beta)
-        w = S[0] ** 2
-        pad = steps - len(theta)  # early breakdown: exact, pad with zero-weight nodes
+    V0 = torch.randint(0, 2, (runs, op.size), generator=generator).to(op.w0) * 2 - 1
+    alpha, beta, _, lengths = _lanczos(op.matmat, V0 / V0.norm(dim=1, keepdim=True), steps)
+    width = alpha.shape[1]
+    for a, b, n in zip(alpha, beta, lengths):
+        theta, S = _ritz(a[:n], b[:n])
+        pad = width - n  # early breakdown: exact, pad with zero-weight nodes
         nodes.append(torch.cat([theta, theta[-1:].expand(pad)]))
-        weights.append(torch.cat([w, torch.zeros(pad, dtype=w.dtype)]))
+        weights.append(torch.cat([S[0] ** 2, torch.zeros(pad, dtype=S.dtype)]))
     return SpectralDensity(torch.stack(nodes), torch.stack(weights), op.size, op.hvp_count - start, op.num_samples)
 
 
 # ----------------------------------------------------------------------------- per layer, spread
 
-def per_layer(model: nn.Module, loss_fn: LossFn, data, *, blocks: Mapping[str, Sequence[str]] | None = None,
-              tol: float = 1e-3, trace_tol: float = 1e-2, max_probes: int = 100, batch_size: int | None = None,
-              seed: int = 0) -> dict[str, dict[str, float]]:
+@dataclass(frozen=True)
+class LayerCurvature:
+    """Top eigenvalue (with its residual) and trace (with its standard error) of one diagonal block of H."""
+
+    name: str
+    params: int
+    top_eigenvalue: float
+    top_residual: float
+    trace: float
+    trace_std_error: float
+    hvp_count: int
+
+
+def per_layer(model: nn.Module, data, *, loss_fn: LossFn = F.cross_entropy,
+              blocks: Mapping[str, Sequence[str]] | None = None, tol: float = 1e-3, trace_tol: float = 1e-2,
+              max_probes: int = 100, batch_size: int | None = None,
+              generator: torch.Generator | None = None) -> tuple[LayerCurvature, ...]:
     """Top eigenvalue and trace of each diagonal block of H (one block per layer by default).
 
-    blocks: {block name: parameter names} (default :func:`parameter_blocks`). Returns
-    {block: {"params", "top_eigenvalue", "top_residual", "trace", "trace_std_error", "hvp_count"}}.
-    The traces of the blocks add up to tr(H); their top eigenvalues are each <= lambda_max(H).
+    blocks: {block name: parameter names} (default :func:`parameter_blocks`), in order. The traces
+    of the blocks add up to tr(H); their top eigenvalues are each <= lambda_max(H).
     """
-    out = {}
+    out = []
     for name, names in (blocks or parameter_blocks(model)).items():
-        op = HessianOperator(model, loss_fn, data, params=list(names), batch_size=batch_size)
-        eig = eigenpairs(model, loss_fn, data, 1, tol, operator=op, seed=seed)
-        tr = trace(model, loss_fn, data, tol=trace_tol, max_probes=max_probes, operator=op, seed=seed)
-        out[name] = {"params": op.size, "top_eigenvalue": eig.eigenvalues[0].item(),
-                     "top_residual": eig.residuals[0].item(), "trace": tr.value, "trace_std_error": tr.std_error,
-                     "hvp_count": op.hvp_count}
-    return out
+        op = HessianOperator(model, data, loss_fn=loss_fn, params=list(names), batch_size=batch_size)
+        eig = eigenpairs(model, data, tol=tol, operator=op, generator=generator)
+        tr = trace(model, data, tol=trace_tol, max_probes=max_probes, operator=op, generator=generator)
+        out.append(LayerCurvature(name, op.size, eig.eigenvalues[0].item(), eig.residuals[0].item(), tr.value,
+                                  tr.std_error, op.hvp_count))
+    return tuple(out)
 
 
-def gradient(model: nn.Module, loss_fn: LossFn, data, *, params: Sequence[str] | None = None,
+def gradient(model: nn.Module, data, *, loss_fn: LossFn = F.cross_entropy, params: Sequence[str] | None = None,
              batch_size: int | None = None) -> torch.Tensor:
     """The full-dataset gradient, flat (P,) (its norm is the paper's Figure 5 quantity)."""
-    return HessianOperator(model, loss_fn, data, params=params, batch_size=batch_size).gradient()
+    return HessianOperator(model, data, loss_fn=loss_fn, params=params, batch_size=batch_size).gradient()
 
 
 @torch.no_grad()
-def loss_along(model: nn.Module, loss_fn: LossFn, data, direction: torch.Tensor, steps: Iterable[float], *,
-               params: Sequence[str] | None = None, batch_size: int | None = None) -> list[float]:
-    """The dataset loss at w + t * direction for each t in steps (direction flat (P,), like eigenvectors)."""
-    op = HessianOperator(model, loss_fn, data, params=params, batch_size=batch_size)
+def loss_along(model: nn.Module, data, direction: torch.Tensor, steps: Iterable[float], *,
+               loss_fn: LossFn = F.cross_entropy, params: Sequence[str] | None = None,
+               batch_size: int | None = None) -> torch.Tensor:
+    """The dataset loss at w + t * direction for each t in steps: (T,) float64 (direction flat (P,))."""
+    op = HessianOperator(model, data, loss_fn=loss_fn, params=params, batch_size=batch_size)
     if direction.shape != (op.size,):
         raise ValueError(f"direction must have shape ({op.size},), got {tuple(direction.shape)}")
-    return [op.loss(op.w0 + float(t) * direction.to(op.w0)) for t in steps]
+    return torch.tensor([op.loss(op.w0 + float(t) * direction.to(op.w0)) for t in steps], dtype=torch.float64)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Spread:
-    """An estimate repeated on `repeats` random data subsets of `sample_size` points each."""
+    """An estimate repeated on random data subsets of `sample_size` points each: its `values` and their spread."""
 
-    values: list[float]
+    values: tuple[float, ...]
     sample_size: int
-    mean: float = field(init=False)
-    std: float = field(init=False)
-    min: float = field(init=False)
-    max: float = field(init=False)
 
-    def __post_init__(self) -> None:
-        t = torch.tensor(self.values, dtype=torch.float64)
-        self.mean, self.min, self.max = t.mean().item(), t.min().item(), t.max().item()
-        self.std = t.std().item() if len(t) > 1 else 0.0
+    @property
+    def mean(self) -> float:
+        return sum(self.values) / len(self.values)
+
+    @property
+    def std(self) -> float:
+        """Sample standard deviation (ddof = 1; 0 for one value)."""
+        return torch.tensor(self.values, dtype=torch.float64).std().item() if len(self.values) > 1 else 0.0
+
+    @property
+    def min(self) -> float:
+        return min(self.values)
+
+    @property
+    def max(self) -> float:
+        return max(self.values)
 
 
-def spread_over_subsets(estimate: Callable[[tuple[torch.Tensor, torch.Tensor], int], float], x: torch.Tensor,
-                        y: torch.Tensor, sample_size: int, repeats: int = 5, seed: int = 0) -> Spread:
-    """Run estimate((x_sub, y_sub), seed_r) on `repeats` random subsets of `sample_size` rows.
+def _headline(result: "EigenEstimate | TraceEstimate | float | torch.Tensor") -> float:
+    """The number an estimate stands for: the first eigenvalue, the trace, or a number itself."""
+    if isinstance(result, EigenEstimate):
+        return result.eigenvalues[0].item()
+    if isinstance(result, TraceEstimate):
+        return result.value
+    return float(result)
 
-    Shows how much a Hessian estimate moves with the data it is computed on (and its own seed).
+
+def spread_over_subsets(estimate: Callable[..., "EigenEstimate | TraceEstimate | float"], data: Batch, *,
+                        sample_size: int, repeats: int = 5, generator: torch.Generator | None = None) -> Spread:
+    """Run estimate((x_sub, y_sub), generator=generator) on `repeats` random subsets of `sample_size`
+    rows of data (x, y), e.g. ``estimate=functools.partial(eigenpairs, model, tol=1e-2)``.
+
+    Shows how much a Hessian estimate moves with the data it is computed on (and its own random
+    draws, which continue the same generator). An `EigenEstimate` counts by its first eigenvalue,
+    a `TraceEstimate` by its value.
     """
+    if not (isinstance(data, (tuple, list)) and len(data) == 2):
+        raise TypeError(f"data must be an (inputs, targets) pair of tensors, got {type(data).__name__}")
+    x, y = check_tensor(data[0], "data[0]"), check_tensor(data[1], "data[1]")
+    if len(x) != len(y):
+        raise ValueError(f"data: {len(x)} inputs but {len(y)} targets")
     if not 1 <= sample_size <= len(x):
         raise ValueError(f"sample_size must be in [1, {len(x)}], got {sample_size}")
-    gen = torch.Generator().manual_seed(seed)
     values = []
-    for r in range(repeats):
-        idx = torch.randperm(len(x), generator=gen)[:sample_size].to(x.device)
-        values.append(float(estimate((x[idx], y[idx]), seed + r)))
-    return Spread(values, sample_size)
+    for _ in range(repeats):
+        idx = torch.randperm(len(x), generator=generator)[:sample_size].to(x.device)
+        values.append(_headline(estimate((x[idx], y[idx]), generator=generator)))
+    return Spread(tuple(values), sample_size)
 
 
-def tracker(loss_fn: LossFn, hessian_data, gradient_data=None, *, tol: float = 1e-2, max_iter: int = 50,
-            seed: int = 0) -> Callable[[int, nn.Module, object], None]:
-    """An epoch callback for `genlens.core.train.train`: appends the top Hessian eigenvalue (on
-    `hessian_data`) and the full-gradient norm (on `gradient_data`, default the same data) to
-    history.extra["top_eigenvalue"] and history.extra["grad_norm"] (the paper's Figure 5)."""
+# ----------------------------------------------------------------------------- along training
+
+def tracker(data, gradient_data=None, *, loss_fn: LossFn = F.cross_entropy, tol: float = 1e-2, max_iter: int = 50,
+            batch_size: int | None = None,
+            generator: torch.Generator | None = None) -> Callable[[int, nn.Module, object], None]:
+    """An epoch callback for `genlens.core.train`: appends the top Hessian eigenvalue (on `data`) and
+    the full-gradient norm (on `gradient_data`, default the same data) to history.extra["top_eigenvalue"]
+    and history.extra["grad_norm"] (the paper's Figure 5). Both pass over the data in chunks of
+    `batch_size` rows (None: all at once). Epoch e draws its Lanczos start from a generator seeded
+    with base + e, base drawn once from `generator`, so a resumed run records what an
+    uninterrupted one would.
+    """
+    base = int(torch.randint(0, 2**62, (1,), generator=generator))
+
     def callback(epoch: int, model: nn.Module, history) -> None:
-        est = eigenpairs(model, loss_fn, hessian_data, 1, tol, max_iter=max_iter, seed=seed + epoch)
-        g = gradient(model, loss_fn, gradient_data if gradient_data is not None else hessian_data)
+        gen = torch.Generator().manual_seed(base + epoch)
+        est = eigenpairs(model, data, loss_fn=loss_fn, tol=tol, max_iter=max_iter, batch_size=batch_size,
+                         generator=gen)
+        g = gradient(model, data if gradient_data is None else gradient_data, loss_fn=loss_fn, batch_size=batch_size)
         history.extra.setdefault("top_eigenvalue", []).append(est.eigenvalues[0].item())
         history.extra.setdefault("grad_norm", []).append(g.norm().item())
     return callback
+
+
+def train_tracked(data, config: "TrainConfig", *, model: str, model_kwargs: Mapping | None = None, hessian_data: Batch,
+                  fgsm_eps: float = 0.0, batch_size: int | None = None, cache: "Cache | None" = None,
+                  progress: bool = False) -> tuple[nn.Module, "History"]:
+    """Train `model` (a `genlens.core.models` name) on `data` (an ImageData) with :func:`tracker` on
+    `hessian_data` (the gradient norm on the whole training set), cached by its specification.
+
+    fgsm_eps > 0 replaces every training batch by its FGSM adversarial version of that L-inf radius
+    (the paper's robust training, Sec. 5). The tracker's generator is seeded with config.seed.
+    Returns (model in eval mode, History with extra "top_eigenvalue" and "grad_norm"), as
+    `genlens.core.train.train_cached` does.
+    """
+    from functools import partial
+
+    from ..core.models import build_for
+    from ..core.train import train_cached
+    from .attacks import fgsm
+
+    kwargs = dict(model_kwargs or {})
+    spec = {"data": data.name, "n_train": len(data.x_train), "model": model, "model_kwargs": kwargs,
+            "adversarial_fgsm_eps": fgsm_eps, "track": ["hessian-top", len(hessian_data[0]), config.seed]}
+
+    def build() -> nn.Module:
+        torch.manual_seed(config.seed)
+        return build_for(model, data.image_shape, data.num_classes, **kwargs)
+
+    callback = tracker(hessian_data, (data.x_train, data.y_train), batch_size=batch_size,
+                       generator=torch.Generator().manual_seed(config.seed))
+    return train_cached(build, data, config, spec=spec, cache=cache, callback=callback, progress=progress,
+                        perturb=partial(fgsm, eps=fgsm_eps) if fgsm_eps else None)

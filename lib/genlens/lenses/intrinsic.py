@@ -24,14 +24,15 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable
 
 import torch
 from torch import nn
 
-__all__ = ["TwoNNResult", "ResampledID", "BlockAnalysis", "nearest_neighbors", "twonn_from_distances",
-           "twonn_fit", "twonn", "twonn_resampled", "block_analysis", "pca_spectrum", "pca_id",
-           "layer_representations", "probe_layers"]
+from ..core.nn import check_tensor
+
+__all__ = ["TwoNNResult", "ResampledID", "BlockAnalysis", "Neighbors", "nearest_neighbors", "twonn_from_distances",
+           "twonn_fit", "twonn", "twonn_resampled", "block_analysis", "pca_spectrum", "pca_id", "probe_layers"]
 
 _CANDIDATES = 8  # extra neighbours kept from the matrix-product search before exact re-measuring
 _BLOCK_ELEMENTS = 1 << 24  # elements of one distance block (64 MB in float32)
@@ -83,13 +84,20 @@ class BlockAnalysis:
     std: tuple[float, ...]
 
 
+@dataclass(frozen=True)
+class Neighbors:
+    """Each point's k nearest other points: distances (N, k) ascending, in x's units and dtype, and
+    their indices (N, k) int64, on x's device."""
+
+    distances: torch.Tensor
+    indices: torch.Tensor
+
+
 # --------------------------------------------------------------------------- checks
 
 def _check_points(x: torch.Tensor, name: str = "x", min_points: int = 3) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape (N, D), got {type(x).__name__}")
-    if x.ndim != 2:
-        raise ValueError(f"{name} must have shape (N, D), got shape {tuple(x.shape)}")
+    """x (N, D) as floating point, or a one-line error naming `name`."""
+    check_tensor(x, name, ndim=2)
     if len(x) < min_points:
         raise ValueError(f"{name} needs at least {min_points} points, got {len(x)}")
     if not x.is_floating_point():
@@ -156,11 +164,10 @@ def _merge(best_d: torch.Tensor, best_i: torch.Tensor, d: torch.Tensor, cols: to
     return v, i.gather(1, o)
 
 
-def nearest_neighbors(x: torch.Tensor, k: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+def nearest_neighbors(x: torch.Tensor, k: int = 2) -> Neighbors:
     """Distances and indices of each point's k nearest other points, ascending.
 
-    Shapes: x (N, D) -> distances (N, k) in x's units and dtype, indices (N, k) int64, on x's device.
-    A point is never its own neighbour; an identical copy of it is, at distance exactly 0.
+    Shapes: x (N, D) -> `Neighbors` of distances (N, k) and indices (N, k). A point is never its own neighbour; an identical copy of it is, at distance exactly 0.
     Squared distances come from tiles of matrix products (the form ``torch.cdist`` uses), each tile
     computed once and used for both of its row blocks (the matrix is symmetric); every point keeps
     its k + 8 best candidates with ``topk``; duplicates, ties and near-ties are then measured directly.
@@ -184,7 +191,7 @@ def nearest_neighbors(x: torch.Tensor, k: int = 2) -> tuple[torch.Tensor, torch.
             best_d[I], best_i[I] = _merge(best_d[I], best_i[I], d2, cols[J], C)
             if s != t:
                 best_d[J], best_i[J] = _merge(best_d[J], best_i[J], d2.T.contiguous(), cols[I], C)  # rows: fast topk
-    return _finish(x, sq, torch.arange(N, device=x.device), best_d, best_i, k)
+    return Neighbors(*_finish(x, sq, torch.arange(N, device=x.device), best_d, best_i, k))
 
 
 # --------------------------------------------------------------------------- TwoNN
@@ -220,7 +227,7 @@ def twonn_from_distances(r1: torch.Tensor, r2: torch.Tensor, discard_fraction: f
 
 def twonn_fit(x: torch.Tensor, discard_fraction: float = 0.1) -> TwoNNResult:
     """TwoNN fit of points x (N, D): the dimension, the fit's Pearson r, dropped-point counts, the plot data."""
-    dist, _ = nearest_neighbors(x, 2)
+    dist = nearest_neighbors(x, 2).distances
     return twonn_from_distances(dist[:, 0], dist[:, 1], discard_fraction)
 
 
@@ -348,65 +355,22 @@ def pca_id(x: torch.Tensor, threshold: float = 0.9, standardize: bool = True) ->
 
 # --------------------------------------------------------------------------- representations
 
-def layer_representations(model: nn.Module, x: torch.Tensor, layers: Sequence[str] | Mapping[str, str], *,
-                          batch_size: int = 500, include_input: bool = True) -> dict[str, torch.Tensor]:
-    """Flattened outputs of the named submodules of `model` on inputs x (N, ...), in eval mode.
-
-    layers: module names from ``model.named_modules()``, or a mapping label -> module name; a name
-    ending in ``:in`` takes the module's (first) input instead of its output (e.g. ``"fc:in"``, the
-    last hidden layer of a net whose pooling is functional). Forward hooks copy each chosen tensor,
-    flattened to (N, D_layer) float32 on x's device, batch by batch; nothing else of the forward pass
-    is kept. With include_input, "input" maps to x flattened. The model's train/eval mode is restored
-    and the hooks are removed afterwards.
-    """
-    named = dict(model.named_modules())
-    wanted = dict(layers) if isinstance(layers, Mapping) else {name: name for name in layers}
-    missing = [m for m in wanted.values() if m.removesuffix(":in") not in named]
-    if missing:
-        raise ValueError(f"layers {missing} are not modules of the model; known: {', '.join(n for n in named if n)}")
-    params = next(model.parameters(), None)
-    if params is not None and params.device != x.device:
-        raise ValueError(f"model is on {params.device} but x is on {x.device}")
-    chunks: dict[str, list[torch.Tensor]] = {label: [] for label in wanted}
-
-    def hook_for(label: str, take_input: bool):
-        def hook(_module, inputs, output):
-            t = inputs[0] if take_input else output
-            chunks[label].append(t.detach().flatten(1).float().clone())  # clone: a later ReLU may be in place
-        return hook
-
-    handles = [named[m.removesuffix(":in")].register_forward_hook(hook_for(label, m.endswith(":in")))
-               for label, m in wanted.items()]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for s in range(0, len(x), batch_size):
-                model(x[s:s + batch_size])
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
-    out = {"input": x.detach().flatten(1).float()} if include_input else {}
-    out.update({label: torch.cat(parts) for label, parts in chunks.items()})
-    return out
-
-
 def probe_layers(model: nn.Module) -> dict[str, str]:
     """The layers at which the paper measures a network of genlens.core.models, input side first:
-    label -> module name for :func:`layer_representations` (the input itself is added there).
+    label -> module name for `genlens.core.nn.activations`.
 
-    MLP: every hidden ReLU, then the output. SmallCNN, SmallVGG: every conv block's ReLU and every
+    First the input itself ("input": ``":in"``, the input of the whole model), then: MLP: every
+    hidden ReLU, then the output. SmallCNN, SmallVGG: every conv block's ReLU and every
     pooling, the last hidden layer, the output. CIFAR ResNets / ResNet-18: the stem, every residual
     block, the last hidden layer (after global pooling) and the output. The second-to-last entry
     is always the last hidden layer.
     """
     from ..core import models as M
 
-    out: dict[str, str] = {}
+    out: dict[str, str] = {"input": ":in"}
     if isinstance(model, M.MLP):
         relus = [n for n, m in model.net.named_children() if isinstance(m, nn.ReLU)]
-        out = {f"fc{i + 1}": f"net.{n}" for i, n in enumerate(relus)}
+        out.update({f"fc{i + 1}": f"net.{n}" for i, n in enumerate(relus)})
         out["output"] = f"net.{len(model.net) - 1}"
         return out
     if isinstance(model, (M.SmallCNN, M.SmallVGG)):

@@ -22,16 +22,21 @@ Symbols: theta* -> ``origin``; d_k -> ``directions[k]``; a -> ``points`` (P, K).
 from __future__ import annotations
 
 import hashlib
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Callable, Iterator, Literal, Mapping, Sequence
+import tempfile
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Callable, Literal, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, grad, jvp, vmap
+from torch.func import functional_call, vmap
 
 from ..core.cache import Cache, config_key
+from ..core.nn import check_pair, eval_mode, flat_parameters
+from . import hessian
+
+if TYPE_CHECKING:
+    from ..core.train import History, TrainConfig
 
 Params = dict[str, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -40,9 +45,9 @@ Ignore = Literal["biasbn", "none"]
 Engine = Literal["auto", "vmap", "loop"]
 
 __all__ = [
-    "weights", "states", "random_direction", "normalize_direction", "difference", "evaluate_points",
+    "weights", "states", "random_direction", "normalize_direction", "difference", "PointLoss", "evaluate_points",
     "Surface", "surface", "interpolate", "PCATrajectory", "pca_directions", "hessian_extremes",
-    "plane_curvature", "train_with_trajectory",
+    "PlaneCurvature", "plane_curvature", "plane_nonconvexity", "Trajectory", "train_with_trajectory",
 ]
 
 
@@ -107,17 +112,17 @@ def normalize_direction(direction: Mapping[str, torch.Tensor], reference: Mappin
     return out
 
 
-def random_direction(model: nn.Module, *, norm: Norm = "filter", ignore: Ignore = "biasbn", seed: int = 0,
+def random_direction(model: nn.Module, *, norm: Norm = "filter", ignore: Ignore = "biasbn",
                      generator: torch.Generator | None = None, include_buffers: bool = False) -> Params:
     """A Gaussian random direction in parameter space, normalized by `normalize_direction`.
 
-    Entries are drawn N(0, 1) from `generator` (a CPU generator, default seeded with `seed`) in the
-    order of ``model.named_parameters()`` (then the floating buffers if `include_buffers`), and put
-    on the model's device. Same seed, same direction on every device.
+    Entries are drawn N(0, 1) from `generator` (a CPU generator; None: the global one) in the order
+    of ``model.named_parameters()`` (then the floating buffers if `include_buffers`), and put on the
+    model's device. Same seed, same direction on every device.
     """
-    g = generator if generator is not None else torch.Generator().manual_seed(seed)
     ref = states(model) if include_buffers else weights(model)
-    raw = {n: torch.randn(w.shape, generator=g, dtype=torch.float32).to(w.device, w.dtype) for n, w in ref.items()}
+    raw = {n: torch.randn(w.shape, generator=generator, dtype=torch.float32).to(w.device, w.dtype)
+           for n, w in ref.items()}
     return normalize_direction(raw, ref, norm=norm, ignore=ignore)
 
 
@@ -141,28 +146,6 @@ def _fingerprint(tensors: Mapping[str, torch.Tensor] | Sequence[torch.Tensor]) -
 
 # ----------------------------------------------------------------------------- batched evaluation
 
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    was = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was)
-
-
-def _check_data(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    if not (isinstance(data, (tuple, list)) and len(data) == 2):
-        raise TypeError(f"data must be an (inputs, targets) pair of tensors, got {type(data).__name__}")
-    x, y = data
-    dev = next(model.parameters()).device
-    if x.device != dev or y.device != dev:
-        raise ValueError(f"model is on {dev} but data is on {x.device}")
-    if len(x) != len(y):
-        raise ValueError(f"inputs ({len(x)}) and targets ({len(y)}) differ in length")
-    return x, y
-
-
 def _as_points(points: torch.Tensor | Sequence, k: int, device: torch.device) -> torch.Tensor:
     pts = torch.as_tensor(points, dtype=torch.float32, device=device)
     if pts.dim() == 1 and k == 1:
@@ -172,67 +155,32 @@ def _as_points(points: torch.Tensor | Sequence, k: int, device: torch.device) ->
     return pts
 
 
-def _input_layer(model: nn.Module, fixed: Mapping[str, torch.Tensor], params: Mapping[str, torch.Tensor],
-                 x: torch.Tensor) -> str | None:
-    """Name of the Conv2d/Linear module that the model applies to its raw input, once, if any.
+@dataclass(frozen=True)
+class PointLoss:
+    """Mean loss (P,) and accuracy (P,) (fraction; NaN if targets are not class labels) at P parameter points."""
 
-    Found with a probe forward pass on two inputs: the module whose forward receives the input
-    tensor object itself. Its output is linear in its (weight, bias), which `evaluate_points` uses.
-    """
-    calls: dict[str, int] = {}
-    hit: list[str] = []
-    modules = {n: m for n, m in model.named_modules() if type(m) in (nn.Conv2d, nn.Linear)}
-    probe = x[:2]
-
-    def hook(name: str):
-        def pre(module: nn.Module, inputs: tuple) -> None:
-            calls[name] = calls.get(name, 0) + 1
-            if len(inputs) == 1 and inputs[0] is probe:
-                hit.append(name)
-        return pre
-
-    handles = [m.register_forward_pre_hook(hook(n)) for n, m in modules.items()]
-    try:
-        functional_call(model, {**fixed, **params}, (probe,))
-    finally:
-        for h in handles:
-            h.remove()
-    if len(hit) != 1 or calls[hit[0]] != 1:
-        return None
-    name = hit[0]
-    m = modules[name]
-    if isinstance(m, nn.Conv2d) and m.padding_mode != "zeros":
-        return None
-    return name
+    loss: torch.Tensor
+    acc: torch.Tensor
 
 
-def _layer_out(module: nn.Module, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    if isinstance(module, nn.Conv2d):
-        return F.conv2d(x, weight, bias, module.stride, module.padding, module.dilation, module.groups)
-    return F.linear(x, weight, bias)
-
-
-def evaluate_points(model: nn.Module, loss_fn: LossFn, data: tuple[torch.Tensor, torch.Tensor],
+def evaluate_points(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor],
                     directions: Sequence[Mapping[str, torch.Tensor]], points: torch.Tensor | Sequence, *,
-                    origin: Mapping[str, torch.Tensor] | None = None, points_per_pass: int = 16,
-                    batch_size: int | None = None, engine: Engine = "auto") -> tuple[torch.Tensor, torch.Tensor]:
+                    loss_fn: LossFn = F.cross_entropy, origin: Mapping[str, torch.Tensor] | None = None,
+                    points_per_pass: int = 16, batch_size: int | None = None, engine: Engine = "auto") -> PointLoss:
     """Mean loss and accuracy of the model at theta = origin + sum_k points[p, k] * directions[k].
 
     loss_fn(logits (N, K), targets (N,)) -> mean loss over the batch (e.g. ``F.cross_entropy``).
-    Shapes: points (P, K); returns (loss (P,), accuracy (P,)) float32 on the model's device;
+    Shapes: points (P, K); returns a `PointLoss` of float32 (P,) tensors on the model's device;
     accuracy is the fraction of argmax(logits) == targets (NaN if targets are not class labels).
     `origin` defaults to the model's parameters and buffers. The model is evaluated in eval mode
     (BatchNorm uses running statistics) and its mode is restored. `points_per_pass` points go
     through one pass; data are split in chunks of `batch_size` (None: all at once).
 
     engine: ``vmap`` batches the points of a pass into one ``torch.func.vmap`` call (on a GPU this
-    is the fast path). ``loop`` runs one ``functional_call`` per point and uses that the model's
-    input layer (a Conv2d or Linear applied to the raw input) is linear in its weights:
-    layer(x; w0 + sum_k a_k d_k) = layer(x; w0) + sum_k a_k layer(x; d_k), so a pass computes that
-    layer K + 1 times instead of once per point (exact up to float rounding; measured in
-    ``bench/landscape.py``). ``auto`` picks vmap on CUDA and loop elsewhere.
+    is the fast path); ``loop`` runs one ``functional_call`` per point; ``auto`` picks vmap on CUDA
+    and loop elsewhere.
     """
-    x, y = _check_data(model, data)
+    x, y = check_pair(model, data)
     if len(directions) == 0:
         raise ValueError("directions must hold at least one direction")
     if engine not in ("auto", "vmap", "loop"):
@@ -257,56 +205,28 @@ def evaluate_points(model: nn.Module, loss_fn: LossFn, data: tuple[torch.Tensor,
         return loss_fn(logits.float(), yb) * len(yb), correct.float()
 
     vmapped = vmap(one, in_dims=(0, None, None))
-    first = None
-    with _eval_mode(model), torch.inference_mode():
-        if not use_vmap:
-            first = _input_layer(model, fixed, {n: moving[n] for n in names}, x)
-    layer = model.get_submodule(first) if first is not None else None
-    lw, lb = (f"{first}.weight", f"{first}.bias") if first is not None else ("", "")
 
-    def first_layer_terms(xb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """layer(xb; origin) (N, ...) and layer(xb; d_k) stacked (K, N, ...), bias included where it moves."""
-        w0 = moving[lw] if lw in moving else fixed[lw]
-        b0 = (moving[lb] if lb in moving else fixed.get(lb)) if layer.bias is not None else None
-        out0 = _layer_out(layer, xb, w0, b0)
-        dk = [_layer_out(layer, xb, stacked[lw][k] if lw in stacked else torch.zeros_like(w0),
-                         stacked[lb][k] if (lb in stacked and b0 is not None) else None) for k in range(len(directions))]
-        return out0, torch.stack(dk)
-
-    def batched(params: Params, a: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def batched(params: Params, B: int, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed loss and correct count (B,) of the B points in `params` on one chunk of data."""
         if use_vmap:
             return vmapped(params, xb, yb)
-        B = len(a)
-        if layer is None:
-            outs = [one({n: t[b] for n, t in params.items()}, xb, yb) for b in range(B)]
-        else:
-            out0, dk = first_layer_terms(xb)
-            outs = []
-            try:
-                for b in range(B):
-                    z = out0.clone()  # layer(xb; theta_b) = layer(xb; origin) + sum_k a_k layer(xb; d_k)
-                    for k, a_k in enumerate(a[b].tolist()):
-                        z.add_(dk[k], alpha=a_k)
-                    layer.forward = lambda _inp, z=z: z  # type: ignore[method-assign]
-                    outs.append(one({n: t[b] for n, t in params.items()}, xb, yb))
-            finally:
-                del layer.forward
+        outs = [one({n: t[b] for n, t in params.items()}, xb, yb) for b in range(B)]
         return torch.stack([o[0] for o in outs]), torch.stack([o[1] for o in outs])
 
     losses, accs = [], []
-    with _eval_mode(model), torch.inference_mode():
+    with eval_mode(model), torch.inference_mode():
         for i in range(0, len(pts), points_per_pass):
             a = pts[i : i + points_per_pass]  # (B, K)
             params = {n: moving[n] + torch.tensordot(a, stacked[n].to(moving[n].dtype), dims=1) for n in names}
             loss_sum = torch.zeros(len(a), device=dev)
             correct = torch.zeros(len(a), device=dev)
             for j in range(0, len(x), bs):
-                ls, cs = batched(params, a, x[j : j + bs], y[j : j + bs])
+                ls, cs = batched(params, len(a), x[j : j + bs], y[j : j + bs])
                 loss_sum += ls
                 correct += cs
             losses.append(loss_sum / len(x))
             accs.append(correct / len(x) if classify else torch.full_like(correct, float("nan")))
-    return torch.cat(losses), torch.cat(accs)
+    return PointLoss(torch.cat(losses), torch.cat(accs))
 
 
 @dataclass(frozen=True)
@@ -321,9 +241,9 @@ class Surface:
     acc: torch.Tensor
 
 
-def surface(model: nn.Module, loss_fn: LossFn, data: tuple[torch.Tensor, torch.Tensor],
+def surface(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor],
             directions: Sequence[Mapping[str, torch.Tensor]], coords: Sequence[Sequence[float] | torch.Tensor], *,
-            origin: Mapping[str, torch.Tensor] | None = None, points_per_pass: int = 16,
+            loss_fn: LossFn = F.cross_entropy, origin: Mapping[str, torch.Tensor] | None = None, points_per_pass: int = 16,
             batch_size: int | None = None, engine: Engine = "auto", cache: Cache | bool | None = None,
             progress: bool = False) -> Surface:
     """The 1-D or 2-D loss surface over the grid ``coords[0] x coords[1]`` spanned by `directions`.
@@ -344,7 +264,7 @@ def surface(model: nn.Module, loss_fn: LossFn, data: tuple[torch.Tensor, torch.T
     state = {"loss": torch.full((len(grid),), float("nan")), "acc": torch.full((len(grid),), float("nan")),
              "done": torch.zeros(len(grid), dtype=torch.bool)}
     if store is not None:
-        x, y = _check_data(model, data)
+        x, y = check_pair(model, data)
         base = dict(origin) if origin is not None else states(model)
         spec = {"what": "surface", "format": 1, "origin": _fingerprint(base),
                 "directions": [_fingerprint(d) for d in directions], "data": _fingerprint([x, y]),
@@ -363,9 +283,9 @@ def surface(model: nn.Module, loss_fn: LossFn, data: tuple[torch.Tensor, torch.T
         bar = tqdm(total=len(grid), initial=len(grid) - len(todo), desc="surface", leave=False)
     for i in range(0, len(todo), points_per_pass):
         idx = todo[i : i + points_per_pass]
-        loss, acc = evaluate_points(model, loss_fn, data, directions, grid[idx], origin=origin,
-                                    points_per_pass=points_per_pass, batch_size=batch_size, engine=engine)
-        state["loss"][idx], state["acc"][idx], state["done"][idx] = loss.cpu(), acc.cpu(), True
+        at = evaluate_points(model, data, directions, grid[idx], loss_fn=loss_fn, origin=origin,
+                             points_per_pass=points_per_pass, batch_size=batch_size, engine=engine)
+        state["loss"][idx], state["acc"][idx], state["done"][idx] = at.loss.cpu(), at.acc.cpu(), True
         if store is not None:
             store.save_checkpoint("surfaces", key, state)
         if bar is not None:
@@ -378,14 +298,14 @@ def surface(model: nn.Module, loss_fn: LossFn, data: tuple[torch.Tensor, torch.T
     return Surface(axes, state["loss"].reshape(shape), state["acc"].reshape(shape))
 
 
-def interpolate(model_a: nn.Module, model_b: nn.Module, loss_fn: LossFn, data: tuple[torch.Tensor, torch.Tensor],
+def interpolate(model_a: nn.Module, model_b: nn.Module, data: tuple[torch.Tensor, torch.Tensor],
                 alphas: Sequence[float] | torch.Tensor, **kw) -> Surface:
     """Loss along theta(alpha) = (1 - alpha) theta_a + alpha theta_b (Goodfellow et al. 2015; the paper's Fig. 2).
 
     BatchNorm running statistics are interpolated too (the paper's README: needed for a correct
     loss between two solutions). alpha = 0 is model_a, alpha = 1 is model_b. Keywords as `surface`.
     """
-    return surface(model_a, loss_fn, data, [difference(model_a, model_b)], [alphas], **kw)
+    return surface(model_a, data, [difference(model_a, model_b)], [alphas], **kw)
 
 
 # ----------------------------------------------------------------------------- trajectories
@@ -405,103 +325,128 @@ class PCATrajectory:
     residual: torch.Tensor
 
 
-def pca_directions(trajectory: Sequence[Mapping[str, torch.Tensor]], final: Mapping[str, torch.Tensor], *,
-                   ignore: Ignore = "biasbn") -> PCATrajectory:
+def pca_directions(model: nn.Module, trajectory: torch.Tensor, *, ignore: Ignore = "biasbn") -> PCATrajectory:
     """The paper's trajectory plot (Sec. 7, Fig. 9): PCA of the path theta_t - theta_final.
 
+    trajectory: (T, P) flat snapshots of the model's trainable parameters (``core.nn.flat_parameters``
+    order, as `train_with_trajectory` records them); theta_final is the model's current parameters.
     As in tomgoldstein/loss-landscape (``projection.setup_PCA_directions``): the matrix of
-    differences (T, D) (1-D tensors zeroed with ``ignore="biasbn"``) is centred and its top two
-    principal components are the directions; each point is projected as d . e_k.
+    differences (T, P) (entries of 1-D tensors zeroed with ``ignore="biasbn"``) is centred and its
+    top two principal components are the directions; each point is projected as d . e_k.
     """
+    final = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
+    sizes = [t.numel() for t in final.values()]
+    if not (isinstance(trajectory, torch.Tensor) and trajectory.ndim == 2 and trajectory.shape[1] == sum(sizes)):
+        raise ValueError(f"trajectory must be a (T, {sum(sizes)}) tensor of flat parameters, "
+                         f"got {tuple(getattr(trajectory, 'shape', ()))}")
     if len(trajectory) < 2:
         raise ValueError(f"trajectory needs at least 2 parameter snapshots, got {len(trajectory)}")
-    names = list(final.keys())
-
-    def flat(p: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return torch.cat([((p[n] - final[n]) * (0.0 if (ignore == "biasbn" and final[n].dim() <= 1) else 1.0))
-                          .flatten().double() for n in names])
-
-    M = torch.stack([flat(p) for p in trajectory])  # (T, D)
+    keep = torch.cat([torch.full((t.numel(),), 0.0 if (ignore == "biasbn" and t.dim() <= 1) else 1.0,
+                                 dtype=torch.float64) for t in final.values()])  # (P,)
+    end = torch.cat([t.reshape(-1) for t in final.values()]).cpu().double()
+    M = (trajectory.cpu().double() - end) * keep  # (T, P)
     centred = M - M.mean(0, keepdim=True)
-    _, S, Vh = torch.linalg.svd(centred, full_matrices=False)  # Vh: (min(T, D), D)
+    _, S, Vh = torch.linalg.svd(centred, full_matrices=False)  # Vh: (min(T, P), P)
     ratio = (S**2 / (S**2).sum())[:2]
-    E = Vh[:2]  # (2, D) orthonormal
+    E = Vh[:2]  # (2, P) orthonormal
     coords = M @ E.T  # (T, 2)
     resid = (M - coords @ E).norm(dim=1) / M.norm(dim=1).clamp_min(1e-30)
-    sizes = [final[n].numel() for n in names]
-    dirs = tuple({n: c.reshape(final[n].shape).to(final[n].dtype) for n, c in zip(names, e.split(sizes))} for e in E)
+    dirs = tuple({n: c.reshape(t.shape).to(t) for (n, t), c in zip(final.items(), e.split(sizes))} for e in E)
     return PCATrajectory(dirs, ratio.float(), coords.float(), resid.float())  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """A trained model and the path of its weights.
+
+    weights: (T, P) float32 on the CPU, the flat trainable parameters (``core.nn.flat_parameters``)
+    at initialization (row 0) and after each epoch (row e + 1); the model (eval mode) is at the last row.
+    """
+
+    model: nn.Module
+    history: "History"
+    weights: torch.Tensor
+
+
+def train_with_trajectory(data, config: "TrainConfig", *, model: str, model_kwargs: Mapping | None = None,
+                          cache: Cache | None = None, progress: bool = False) -> Trajectory:
+    """Train `model` (a `genlens.core.models` name) on `data` with `core.train.train_cached`, keeping
+    the weights after every epoch (for `pca_directions`, as the paper saves one checkpoint per epoch).
+
+    The model is cached as `train_cached` caches it; the path is stored beside it, under a key of
+    the same specification, while holding that key's lock. A model found in the cache without its
+    path (trained elsewhere, or resumed after a kill) is trained once more in a scratch cache to
+    record it (training is deterministic given config.seed).
+    """
+    from ..core.models import build_for
+    from ..core.train import train_cached
+
+    kwargs = dict(model_kwargs or {})
+    spec = {"data": data.name, "n_train": len(data.x_train), "model": model, "model_kwargs": kwargs}
+    full = {"spec": spec, "train": asdict(config), "device": data.x_train.device.type, "what": "trajectory",
+            "format": 2}
+    store, key = cache or Cache(), config_key(full)
+    path: list[torch.Tensor] = []
+
+    def build() -> nn.Module:
+        torch.manual_seed(config.seed)
+        net = build_for(model, data.image_shape, data.num_classes, **kwargs)
+        path[:] = [flat_parameters(net).cpu()]
+        return net
+
+    def snapshot(epoch: int, net: nn.Module, history) -> None:
+        path.append(flat_parameters(net).cpu())
+
+    with store.lock("trajectories", key):
+        stored = store.load("trajectories", key)
+        fit = dict(spec=spec, callback=snapshot if stored is None else None, progress=progress)
+        net, history = train_cached(build, data, config, cache=store, **fit)
+        if stored is None:
+            if len(path) != len(history.epoch) + 1:  # not trained here from scratch: the path was not seen
+                with tempfile.TemporaryDirectory() as scratch:
+                    net, history = train_cached(build, data, config, cache=Cache(scratch), **fit)
+            stored = torch.stack(path)
+            store.save("trajectories", key, stored, full)
+    return Trajectory(net, history, stored)
 
 
 # ----------------------------------------------------------------------------- curvature
 
-def hessian_extremes(model: nn.Module, loss_fn: LossFn, data: tuple[torch.Tensor, torch.Tensor],
+def hessian_extremes(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor],
                      directions: Sequence[Mapping[str, torch.Tensor]], points: torch.Tensor | Sequence, *,
-                     steps: int = 20, seed: int = 0, points_per_pass: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+                     loss_fn: LossFn = F.cross_entropy, steps: int = 20, points_per_pass: int = 8,
+                     generator: torch.Generator | None = None) -> hessian.Extremes:
     """Smallest and largest Hessian eigenvalue of the loss at each point (the paper's Fig. 7 ratio).
 
-    The Hessian is taken w.r.t. all parameters at theta = theta* + sum_k a_k d_k, on the whole of
-    `data` (one batch; pass a subset), BatchNorm in eval mode. Eigenvalues come from `steps` steps of
-    Lanczos with full reorthogonalization on Hessian-vector products (forward-over-reverse
-    ``torch.func``), batched over `points_per_pass` points with vmap; the official code uses
-    ARPACK's Lanczos (scipy ``eigsh``) the same way. Returns (lambda_min (P,), lambda_max (P,)).
-    The HVP is batched over points here (``genlens.lenses.hessian`` works on one point); the chapter checks
-    both against each other at the minimizer.
+    The Hessian is taken w.r.t. all trainable parameters at theta = theta* + sum_k a_k d_k, points
+    (P, K), on `data` (pass a subset), BatchNorm in eval mode, by `genlens.lenses.hessian.extremes`:
+    `steps` Lanczos steps per point from one random start (drawn from `generator`), batched over
+    `points_per_pass` points; the official code runs ARPACK's Lanczos (scipy ``eigsh``) the same way.
     """
-    x, y = _check_data(model, data)
-    dev = next(model.parameters()).device
-    pts = _as_points(points, len(directions), dev)
-    base = weights(model)
-    names = list(base.keys())
-    sizes, shapes = [base[n].numel() for n in names], [base[n].shape for n in names]
-    fixed = {n: b.detach() for n, b in model.named_buffers()}
-    theta0 = torch.cat([base[n].flatten() for n in names])  # (D,)
-    D = theta0.numel()
-    dirs = torch.stack([torch.cat([d.get(n, torch.zeros_like(base[n])).to(dev).flatten() for n in names])
-                        for d in directions])  # (K, D)
-
-    def loss_at(theta: torch.Tensor) -> torch.Tensor:
-        params = {n: t.view(s) for n, t, s in zip(names, theta.split(sizes), shapes)}
-        return loss_fn(functional_call(model, {**fixed, **params}, (x,)).float(), y)
-
-    def hvp(theta: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return jvp(grad(loss_at), (theta,), (v,))[1]
-
-    batched_hvp = vmap(hvp)
-    g = torch.Generator().manual_seed(seed)
-    start = torch.randn(D, generator=g).to(dev)
-    m = min(steps, D)
-    lo, hi = [], []
-    with _eval_mode(model):
-        for i in range(0, len(pts), points_per_pass):
-            a = pts[i : i + points_per_pass]
-            B = len(a)
-            theta = theta0 + a @ dirs  # (B, D)
-            Q = torch.zeros(B, m, D, device=dev)
-            alpha = torch.zeros(B, m, device=dev)
-            beta = torch.zeros(B, m, device=dev)
-            q = (start / start.norm()).expand(B, D).clone()
-            for j in range(m):
-                Q[:, j] = q
-                w = batched_hvp(theta, q).detach()  # (B, D)
-                alpha[:, j] = (w * q).sum(1)
-                w = w - torch.einsum("bj,bjd->bd", torch.einsum("bjd,bd->bj", Q[:, : j + 1], w), Q[:, : j + 1])
-                w = w - torch.einsum("bj,bjd->bd", torch.einsum("bjd,bd->bj", Q[:, : j + 1], w), Q[:, : j + 1])
-                beta[:, j] = w.norm(dim=1)
-                q = w / beta[:, j : j + 1].clamp_min(1e-30)
-            T = torch.diag_embed(alpha) + torch.diag_embed(beta[:, :-1], 1) + torch.diag_embed(beta[:, :-1], -1)
-            ev = torch.linalg.eigvalsh(T.double())  # (B, m) ascending Ritz values
-            lo.append(ev[:, 0].float())
-            hi.append(ev[:, -1].float())
-    return torch.cat(lo), torch.cat(hi)
+    op = hessian.HessianOperator(model, data, loss_fn=loss_fn)
+    pts = _as_points(points, len(directions), op.device)
+    dirs = torch.stack([op.flatten({n: d[n] if n in d else torch.zeros(s, device=op.device)
+                                  for n, s in zip(op.names, op.shapes)})
+                        for d in directions])  # (K, P)
+    return hessian.extremes(model, data, op.w0 + pts.to(op.dtype) @ dirs, steps=steps,
+                            points_per_pass=points_per_pass, generator=generator, operator=op)
 
 
-def plane_curvature(surf: Surface) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eigenvalues of the 2x2 finite-difference Hessian of a 2-D surface at its interior grid points.
+@dataclass(frozen=True)
+class PlaneCurvature:
+    """Eigenvalues mu_min <= mu_max of the 2x2 finite-difference Hessian of a 2-D surface, each
+    (len(coords[0]) - 2, len(coords[1]) - 2), at the interior grid points `coords` (two 1-D tensors)."""
 
-    Central differences with the grid's spacing; returns (smallest, largest), each of shape
-    (len(coords[0]) - 2, len(coords[1]) - 2). A cheap 2-D stand-in for the full Hessian ratio: the
-    curvature of the loss restricted to the plane that the contour plot shows.
+    lo: torch.Tensor
+    hi: torch.Tensor
+    coords: tuple[torch.Tensor, torch.Tensor]
+
+
+def plane_curvature(surf: Surface) -> PlaneCurvature:
+    """The curvature of the loss restricted to the plane that a contour plot shows.
+
+    Central differences with the grid's spacing at every interior point. A cheap 2-D stand-in for
+    the full Hessian ratio.
     """
     if surf.loss.dim() != 2:
         raise ValueError(f"plane_curvature needs a 2-D surface, got loss of shape {tuple(surf.loss.shape)}")
@@ -512,33 +457,20 @@ def plane_curvature(surf: Surface) -> tuple[torch.Tensor, torch.Tensor]:
     fyy = (Z[1:-1, 2:] - 2 * Z[1:-1, 1:-1] + Z[1:-1, :-2]) / hy**2
     fxy = (Z[2:, 2:] - Z[2:, :-2] - Z[:-2, 2:] + Z[:-2, :-2]) / (4 * hx * hy)
     mean, dev = (fxx + fyy) / 2, torch.sqrt(((fxx - fyy) / 2) ** 2 + fxy**2)
-    return (mean - dev).float(), (mean + dev).float()
+    return PlaneCurvature((mean - dev).float(), (mean + dev).float(), (surf.coords[0][1:-1], surf.coords[1][1:-1]))
 
 
+def plane_nonconvexity(surf: Surface, *, radius: float = 0.5) -> float:
+    """How far a plotted 2-D surface is from convex near its centre, in [0, 1] (0: convex).
 
-def train_with_trajectory(build_model: Callable[[], nn.Module], data, config, *, spec: Mapping, cache: Cache | None = None,
-                          ) -> tuple[nn.Module, object, list[Params]]:
-    """Train with `genlens.core.train.train` and keep the weights after every epoch (for `pca_directions`).
-
-    Returns (model in eval mode, History, [weights at initialization, after epoch 1, ...]) as CPU
-    tensors; the whole result is cached under `spec` and `config` like `train_cached`.
+    Each interior grid point within `radius` of the origin scores min(1, max(0, -mu_min) / |mu_max|)
+    (the 2-D analogue of the paper's |lambda_min / lambda_max|, from `plane_curvature`); returns
+    their mean.
     """
-    from dataclasses import asdict
-
-    from ..core.train import History, train
-
-    store = cache or Cache()
-    device = data.x_train.device
-    full = {"spec": dict(spec), "train": asdict(config), "device": device.type, "what": "trajectory", "format": 1}
-    model = build_model().to(device)
-
-    def compute() -> dict:
-        path = [{n: t.detach().cpu().clone() for n, t in weights(model).items()}]
-        history = train(model, data, config, progress=False,
-                        callback=lambda epoch, m, h: path.append({n: t.detach().cpu().clone() for n, t in weights(m).items()}))
-        return {"model": {k: v.cpu() for k, v in model.state_dict().items()}, "history": history.to_dict(), "path": path}
-
-    hit = store.get_or_compute("trajectories", full, compute)
-    model.load_state_dict(hit["model"])
-    model.eval()
-    return model, History.from_dict(hit["history"]), hit["path"]
+    curv = plane_curvature(surf)
+    a, b = curv.coords
+    inner = (a[:, None] ** 2 + b[None, :] ** 2) <= radius**2 + 1e-6  # (n0 - 2, n1 - 2)
+    if not inner.any():
+        raise ValueError(f"no interior grid point lies within radius {radius} of the origin")
+    score = (curv.lo.clamp(max=0).abs() / curv.hi.abs().clamp_min(1e-12)).clamp(max=1)
+    return score[inner].mean().item()

@@ -7,8 +7,9 @@ Section 4.3 bounds how far a perturbation can move each layer's output: the uppe
 of a linear layer is its operator norm (largest singular value), and the network's is at most the
 product over layers.
 
-Activations are read with forward hooks, so any module of any model can be probed; the model's
-train/eval mode is left as found and nothing is differentiated.
+Activations are read with forward hooks (`genlens.core.nn.activations`, in eval mode), so any
+module of any model can be probed; the model's train/eval flags are restored and nothing is
+differentiated.
 """
 from __future__ import annotations
 
@@ -17,20 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-
-@torch.no_grad()
-def layer_activations(model: nn.Module, layer: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Output of `layer` (a submodule of `model`) for inputs x (N, ...), flattened to (N, D) float32."""
-    if not any(m is layer for m in model.modules()):
-        raise ValueError(f"layer must be a submodule of model, got {type(layer).__name__}")
-    outputs: list[torch.Tensor] = []
-    handle = layer.register_forward_hook(lambda _m, _inp, out: outputs.append(out.detach().flatten(1).float().clone()))
-    try:
-        for i in range(0, len(x), batch_size):
-            model(x[i : i + batch_size])
-    finally:
-        handle.remove()
-    return torch.cat(outputs)
+from ..core.nn import activations, check_model
 
 
 def natural_directions(dim: int, units: list[int] | torch.Tensor) -> torch.Tensor:
@@ -41,7 +29,7 @@ def natural_directions(dim: int, units: list[int] | torch.Tensor) -> torch.Tenso
     return torch.eye(dim)[units]
 
 
-def random_directions(dim: int, n: int, generator: torch.Generator) -> torch.Tensor:
+def random_directions(dim: int, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """n directions drawn uniformly on the unit sphere of R^dim (normalized Gaussians). -> (n, dim)."""
     v = torch.randn(n, dim, generator=generator)
     return v / v.norm(dim=1, keepdim=True)
@@ -65,7 +53,7 @@ def label_purity(indices: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return counts.max(1).values.float() / indices.shape[1]
 
 
-@dataclass
+@dataclass(frozen=True)
 class UnitAnalysis:
     """Top images of natural-basis and random directions of one layer.
 
@@ -81,10 +69,22 @@ class UnitAnalysis:
     random_purity: torch.Tensor
 
 
-def unit_analysis(model: nn.Module, layer: nn.Module, x: torch.Tensor, y: torch.Tensor, *, units: list[int],
-                  n_random: int, k: int, generator: torch.Generator) -> UnitAnalysis:
-    """Top-k images of x (N, ...) for the given units and for n_random random directions of `layer`."""
-    acts = layer_activations(model, layer, x)
+def _module_name(model: nn.Module, layer: nn.Module | str) -> str:
+    """The name of `layer` (a submodule of `model`, or its name) in ``model.named_modules()``."""
+    if isinstance(layer, str):
+        return layer
+    name = next((n for n, m in check_model(model).named_modules() if m is layer), None)
+    if name is None:
+        raise ValueError(f"layer must be a submodule of model, got {type(layer).__name__}")
+    return name
+
+
+def unit_analysis(model: nn.Module, layer: nn.Module | str, x: torch.Tensor, y: torch.Tensor, *, units: list[int],
+                  n_random: int, k: int, generator: torch.Generator | None = None) -> UnitAnalysis:
+    """Top-k images of x (N, ...) for the given units and for n_random random directions of `layer`
+    (a submodule of `model` or its name), whose output is read in eval mode."""
+    name = _module_name(model, layer)
+    acts = activations(model, x, [name])[name]  # (N, D)
     natural = natural_directions(acts.shape[1], units)
     rand = random_directions(acts.shape[1], n_random, generator)
     nat_top, rand_top = top_images(acts, natural, k), top_images(acts, rand, k)
