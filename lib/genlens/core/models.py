@@ -141,25 +141,16 @@ def _init_resnet(model: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-class CifarResNet(nn.Module):
-    """He et al. (2016) CIFAR ResNet with ``depth = 6n + 2`` layers; input ``(N, C, 32, 32)``.
+class _ResidualStack(nn.Module):
+    """3x3 stem, stages of BasicBlocks (the first block of each later stage halves the size), global pool, fc."""
 
-    Three stages of ``n`` BasicBlocks with ``16, 32, 64`` (times ``width``) channels.
-    ``shortcut=False`` drops every skip connection (the "noshort" nets of Li et al., 2018).
-    """
-
-    def __init__(self, depth: int = 20, *, shortcut: bool = True, width: int = 1,
-                 in_channels: int = 3, num_classes: int = 10):
+    def __init__(self, in_channels: int, widths: list[int], per_stage: int, num_classes: int, shortcut: bool = True):
         super().__init__()
-        if depth < 8 or (depth - 2) % 6:
-            raise ValueError(f"CifarResNet depth must be 6n+2 (20, 32, 44, 56, 110, ...), got depth={depth}")
-        n, widths = (depth - 2) // 6, [16 * width, 32 * width, 64 * width]
-        self.depth, self.shortcut = depth, shortcut
         self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
         blocks, cin = [], widths[0]
         for i, w in enumerate(widths):
-            for j in range(n):
+            for j in range(per_stage):
                 blocks.append(BasicBlock(cin, w, 2 if (i > 0 and j == 0) else 1, shortcut))
                 cin = w
         self.layers = nn.Sequential(*blocks)
@@ -169,6 +160,21 @@ class CifarResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.layers(F.relu(self.bn1(self.conv1(x))))
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+class CifarResNet(_ResidualStack):
+    """He et al. (2016) CIFAR ResNet with ``depth = 6n + 2`` layers; input ``(N, C, 32, 32)``.
+
+    Three stages of ``n`` BasicBlocks with ``16, 32, 64`` (times ``width``) channels.
+    ``shortcut=False`` drops every skip connection (the "noshort" nets of Li et al., 2018).
+    """
+
+    def __init__(self, depth: int = 20, *, shortcut: bool = True, width: int = 1,
+                 in_channels: int = 3, num_classes: int = 10):
+        if depth < 8 or (depth - 2) % 6:
+            raise ValueError(f"CifarResNet depth must be 6n+2 (20, 32, 44, 56, 110, ...), got depth={depth}")
+        super().__init__(in_channels, [16 * width, 32 * width, 64 * width], (depth - 2) // 6, num_classes, shortcut)
+        self.depth, self.shortcut = depth, shortcut
 
 
 def resnet20(**kw) -> CifarResNet:
@@ -183,26 +189,11 @@ def resnet110(**kw) -> CifarResNet:
     return CifarResNet(110, **kw)
 
 
-class ResNet18(nn.Module):
+class ResNet18(_ResidualStack):
     """ResNet-18 for 32x32 inputs (3x3 stem, no max-pool; as in kuangliu/pytorch-cifar)."""
 
     def __init__(self, in_channels: int = 3, num_classes: int = 10, width: int = 64):
-        super().__init__()
-        widths = [width, 2 * width, 4 * width, 8 * width]
-        self.conv1 = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        blocks, cin = [], width
-        for i, w in enumerate(widths):
-            for j in range(2):
-                blocks.append(BasicBlock(cin, w, 2 if (i > 0 and j == 0) else 1))
-                cin = w
-        self.layers = nn.Sequential(*blocks)
-        self.fc = nn.Linear(cin, num_classes)
-        _init_resnet(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.layers(F.relu(self.bn1(self.conv1(x))))
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+        super().__init__(in_channels, [width, 2 * width, 4 * width, 8 * width], 2, num_classes)
 
 
 # ----------------------------------------------------------------------------- VGG
