@@ -13,6 +13,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from genlens.book import runner
+from genlens.book.findings import Finding
 
 try:
     import tomllib
@@ -160,8 +161,12 @@ def test_executed_chapter_matches_its_source(chapter: str) -> None:
     ran = [cell.source for cell in executed.cells if "injected-parameters" not in cell.metadata.get("tags", [])]
     assert ran == source, f"book/chapters/{chapter}.ipynb is stale: rerun `genlens run {chapter}`"
     results = json.loads((ROOT / "book" / "results" / "quick" / f"{chapter}.json").read_text())
-    margins = results.get("claim_margins", {})
+    margins = results.get("margins", {})
     failed = [k for k, v in results["claims"].items() if not v and not margins.get(k, {}).get("borderline")]
-    assert results["claims"] and not failed, f"{chapter}: recorded claims do not hold: {failed}"
+    assert not failed, f"{chapter}: recorded claims do not hold: {failed}"
+    assert all(results.get("checks", {}).values()), f"{chapter}: a recorded check does not hold"
+    assert results.get("findings") or results["claims"], f"{chapter}: records neither findings nor claims"
+    for f in results.get("findings", []):
+        Finding.from_dict(f)  # a verdict of the four, an interval and its spread unless not tested, a source
     assert set(results.get("tolerances", {})) == set(results["metrics"]), f"{chapter}: a figure has no tolerance"
     assert all("tolerance" in row for row in results["paper_vs_run"]), f"{chapter}: a paper-vs-run row has no tolerance"

@@ -50,11 +50,11 @@ def test_claim_margin_sign_and_borderline():
     assert not report.borderline("big_enough") and not report.borderline("gap_positive")  # margin 0.05 > 0.02
     report.claim("gap_positive", False, "the gap is positive", margin=-0.01, tol=0.02)
     assert report.borderline("gap_positive") and report.failed_claims() == []
-    report.check()  # a borderline miss does not fail the run...
+    report.assert_checks()  # a borderline miss does not fail the run...
     assert "borderline (no" in report.claims_markdown()  # ...and is shown as such
     report.claim("seven", False, "seven of them")
     with pytest.raises(AssertionError, match="seven of them"):
-        report.check()
+        report.assert_checks()
 
 
 def test_borderline_is_decided_by_the_margin_against_its_tolerance():

@@ -1,7 +1,9 @@
-"""What a chapter records about its run: metrics, claims, and the "paper vs. this run" table.
+"""What a chapter records about its run: metrics, checks, findings, and the "paper vs. this run" table.
 
-A chapter builds one `Report`, adds metrics and claims computed by the run, quotes the paper's
-figures with their source, and calls `save()` at the end. When the runner executes the chapter it
+A chapter builds one `Report`, adds the metrics computed by the run, the *checks* its experiment needs
+to mean anything (a failing check fails the run), the paper's claims as *findings* with an interval
+and a verdict (`genlens.book.findings`; a finding never fails the run), quotes the paper's figures
+with their source, and calls `save()` and `assert_checks()` at the end. When the runner executes the chapter it
 sets ``GENLENS_RESULTS_PATH`` and `save()` writes there; otherwise (a reader's own kernel, nbval)
 nothing is written.
 """
@@ -22,6 +24,7 @@ import torch
 
 from ..core.cache import atomic_write_json
 from ..core.device import describe, peak_rss_mb
+from .findings import Finding, Prediction, scorecard
 from .runner import RunError, repo_root, results_path  # the runner imports papermill, jupytext only to run
 
 
@@ -124,10 +127,13 @@ class Report:
     metrics: dict[str, float] = field(default_factory=dict)
     metric_tol: dict[str, Tol] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    checks: dict[str, bool] = field(default_factory=dict)
+    check_text: dict[str, str] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+    finding_tol: dict[str, Tol] = field(default_factory=dict)
     claims: dict[str, bool] = field(default_factory=dict)
     claim_text: dict[str, str] = field(default_factory=dict)
-    claim_margin: dict[str, dict[str, Any]] = field(default_factory=dict)
-    outcome_margin: dict[str, dict[str, Any]] = field(default_factory=dict)
+    margins: dict[str, dict[str, Any]] = field(default_factory=dict)  # claim or outcome -> margin, tol, borderline
     rows: list[PaperRow] = field(default_factory=list)
 
     def tolerance(self, key: str) -> Tol:
@@ -157,7 +163,7 @@ class Report:
             raise ValueError(f"outcome {name!r}: tol must be >= 0, got {tol}")
         self.metrics[name] = value
         self.metric_tol[name] = EXACT
-        self.outcome_margin[name] = {"margin": float(margin), "tol": float(tol), "borderline": abs(margin) <= tol}
+        self.margins[name] = {"margin": float(margin), "tol": float(tol), "borderline": abs(margin) <= tol}
         return value
 
     def timing(self, name: str, seconds: float) -> float:
@@ -181,9 +187,9 @@ class Report:
                 raise ValueError(f"claim {name!r}: a margin needs its tolerance tol >= 0, got {tol}")
             if margin != 0 and (margin > 0) != holds:
                 raise ValueError(f"claim {name!r}: margin {margin:g} has the wrong sign for holds={holds}")
-            self.claim_margin[name] = {"margin": margin, "tol": float(tol), "borderline": abs(margin) <= tol}
+            self.margins[name] = {"margin": margin, "tol": float(tol), "borderline": abs(margin) <= tol}
         else:
-            self.claim_margin.pop(name, None)
+            self.margins.pop(name, None)
         self.claims[name] = holds
         self.claim_text[name] = text
         return holds
@@ -218,7 +224,58 @@ class Report:
 
     def borderline(self, name: str) -> bool:
         """Whether the claim `name` was decided by a margin within its tolerance."""
-        return bool(self.claim_margin.get(name, {}).get("borderline", False))
+        return bool(self.margins.get(name, {}).get("borderline", False))
+
+    def check(self, name: str, holds: bool, text: str) -> bool:
+        """Record a check: a property the experiment needs to mean anything (e.g. random labels were fitted).
+
+        A check that does not hold fails the run (`assert_checks`); it is not one of the paper's claims.
+        """
+        if name in self.checks:
+            raise ValueError(f"check {name!r} recorded twice")
+        self.checks[name] = bool(holds)
+        self.check_text[name] = text
+        return bool(holds)
+
+    def finding(self, id: str, statement: str, source: str, *, quantity: str, paper: str, test: Prediction,
+                run: float, interval: tuple[float, float], spread_over: str, note: str = "") -> Finding:
+        """Record one of the paper's claims tested on this run; the verdict follows from `test` and `interval`.
+
+        `statement` quotes the paper and `source` says where; `test` was fixed before the run. The
+        interval comes from the run's own spread, named in `spread_over`. The finding's tolerance (the
+        pattern of `tolerances` that matches `id`) bounds how far `run` and the interval may move on
+        another processor; an interval end within it of a threshold of `test` makes the finding
+        borderline (its verdict may then differ there). A finding never fails the run.
+        """
+        tol = self.tolerance(id)
+        lo, hi = float(interval[0]), float(interval[1])
+        borderline = any(abs(end - t) <= tol.width(t) for end in (lo, hi) for t in test.thresholds())
+        return self._add(Finding(id, statement, source, quantity, paper, test.describe(), float(run), (lo, hi),
+                                 spread_over, test.verdict((lo, hi)), note, borderline), tol)
+
+    def not_tested(self, id: str, statement: str, source: str, *, quantity: str, paper: str, reason: str) -> Finding:
+        """Record a claim of the paper this run cannot test, with the reason (e.g. "needs ImageNet")."""
+        return self._add(Finding(id, statement, source, quantity, paper, "", None, None, "", "not tested", reason), None)
+
+    def _add(self, finding: Finding, tol: Tol | None) -> Finding:
+        if any(f.id == finding.id for f in self.findings):
+            raise ValueError(f"finding {finding.id!r} recorded twice")
+        self.findings.append(finding)
+        if tol is not None:
+            self.finding_tol[finding.id] = tol
+        return finding
+
+    def findings_markdown(self, fmt: str = "{:.3g}") -> str:
+        """The findings as a markdown table: the paper's statement and source, its figure, this run, the verdict."""
+        def verdict(f: Finding) -> str:
+            return f"**{f.verdict}**" + (" (borderline)" if f.borderline else "")
+        return markdown_table(["finding (the paper's words)", "source", "paper", "test", "this run [interval]", "verdict"],
+                              [[f"{f.statement} ({f.quantity})", f.source, f.paper, f.test or "-", f.run_text(fmt), verdict(f)]
+                               for f in self.findings])
+
+    def checks_markdown(self) -> str:
+        """The checks as a markdown table: what the experiment needs, and whether it held."""
+        return markdown_table(["check", "holds"], [[self.check_text[k], "yes" if v else "**no**"] for k, v in self.checks.items()])
 
     def paper_vs_run(self, quantity: str, paper: str, source: str, run: float, fmt: str = "{:.1f}") -> None:
         """Add a row: the paper's figure (quoted, with its source) beside this run's computed value."""
@@ -229,7 +286,7 @@ class Report:
         """The claims as a markdown table: claim, whether it holds in this run, and its margin."""
         def outcome(k: str, v: bool) -> str:
             if self.borderline(k):
-                m = self.claim_margin[k]
+                m = self.margins[k]
                 return f"borderline ({'yes' if v else 'no'}: margin {m['margin']:.3g} within tolerance {m['tol']:.3g})"
             return "yes" if v else "**no**"
         return markdown_table(["claim", "holds in this run"], [[self.claim_text[k], outcome(k, v)] for k, v in self.claims.items()])
@@ -243,11 +300,15 @@ class Report:
         """Claims that do not hold by more than their tolerance (borderline ones are not failures)."""
         return [k for k, v in self.claims.items() if not v and not self.borderline(k)]
 
-    def check(self) -> None:
-        """Raise AssertionError naming every claim that does not hold in this run (borderline ones excepted)."""
-        failed = self.failed_claims()
+    def assert_checks(self) -> None:
+        """Raise AssertionError naming every check (and claim, borderline ones excepted) that does not hold.
+
+        Findings are never asserted: a claim of the paper that does not reproduce is a result.
+        """
+        failed = [self.check_text[k] for k, v in self.checks.items() if not v]
+        failed += [self.claim_text[k] for k in self.failed_claims()]
         if failed:
-            raise AssertionError("claims that do not hold in this run: " + "; ".join(self.claim_text[k] for k in failed))
+            raise AssertionError("checks that do not hold in this run: " + "; ".join(failed))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -262,10 +323,14 @@ class Report:
             "metrics": self.metrics,
             "tolerances": {k: asdict(t) for k, t in self.metric_tol.items()},
             "timings": self.timings,
+            "checks": self.checks,
+            "check_text": self.check_text,
+            "findings": [asdict(f) | ({"tolerance": asdict(self.finding_tol[f.id])} if f.id in self.finding_tol else {})
+                         for f in self.findings],
+            "scorecard": scorecard([asdict(f) for f in self.findings]),
             "claims": self.claims,
             "claim_text": self.claim_text,
-            "claim_margins": self.claim_margin,
-            "outcome_margins": self.outcome_margin,
+            "margins": self.margins,
             "paper_vs_run": [asdict(r) for r in self.rows],
         }
 

@@ -3,10 +3,11 @@
 Floating-point summation order differs between processors (vector width, thread count), so a
 re-executed chapter never reproduces every digit of the committed one. What must agree:
 
-- outcomes exactly: the same metrics, claims and paper-vs-run rows, every claim's verdict and every
-  recorded outcome (an argmax, a winner), except one that was borderline (decided by a margin within
-  its tolerance) in either run;
-- every figure within the tolerance recorded beside it in the committed results (`report.Tol`).
+- outcomes exactly: the same metrics, checks, findings, claims and paper-vs-run rows; every check;
+  every finding's verdict, every claim's verdict and every recorded outcome (an argmax, a winner),
+  except one that was borderline (decided within its tolerance) in either run;
+- every figure within the tolerance recorded beside it in the committed results (`report.Tol`), a
+  finding's estimate and interval ends included.
 
 Times and memory are never compared. `compare` returns one line per disagreement (empty: they agree).
 """
@@ -51,16 +52,21 @@ def compare(committed: dict[str, Any], rerun: dict[str, Any]) -> list[str]:
     for name in cm.keys() & rm.keys():
         if rerun.get("tolerances", {}).get(name) != tols.get(name):
             problems.append(f"metric {name!r}: its tolerance changed since the committed run")
-        borderline = any(r.get("outcome_margins", {}).get(name, {}).get("borderline", False) for r in (committed, rerun))
+        borderline = any(r.get("margins", {}).get(name, {}).get("borderline", False) for r in (committed, rerun))
         if not borderline:
             problems += _figure(f"metric {name!r}", cm[name], rm[name], _tol(tols.get(name)))
     cc, rc = committed.get("claims", {}), rerun.get("claims", {})
     problems += _same_keys("claim", cc, rc)
     for name in cc.keys() & rc.keys():
-        borderline = any(r.get("claim_margins", {}).get(name, {}).get("borderline", False) for r in (committed, rerun))
+        borderline = any(r.get("margins", {}).get(name, {}).get("borderline", False) for r in (committed, rerun))
         if cc[name] != rc[name] and not borderline:
             problems.append(f"claim {name!r}: {'holds' if rc[name] else 'fails'} re-executed but "
                             f"{'holds' if cc[name] else 'fails'} committed (not borderline in either run)")
+    cc, rc = committed.get("checks", {}), rerun.get("checks", {})
+    problems += _same_keys("check", cc, rc)
+    problems += [f"check {k!r}: {'holds' if rc[k] else 'fails'} re-executed but {'holds' if cc[k] else 'fails'} committed"
+                 for k in cc.keys() & rc.keys() if cc[k] != rc[k]]
+    problems += _findings(committed.get("findings", []), rerun.get("findings", []))
     crows, rrows = committed.get("paper_vs_run", []), rerun.get("paper_vs_run", [])
     if [(r["quantity"], r["paper"], r["source"]) for r in crows] != [(r["quantity"], r["paper"], r["source"]) for r in rrows]:
         problems.append("paper vs. run: the rows (quantity, paper, source) differ from the committed ones")
@@ -70,6 +76,29 @@ def compare(committed: dict[str, Any], rerun: dict[str, Any]) -> list[str]:
                 problems.append(f"paper vs. run {c['quantity']!r}: no value recorded in the committed results")
             else:
                 problems += _figure(f"paper vs. run {c['quantity']!r}", c["value"], r["value"], _tol(c.get("tolerance")))
+    return problems
+
+
+def _findings(committed: list[dict[str, Any]], rerun: list[dict[str, Any]]) -> list[str]:
+    """Findings: the same ids in the same order; verdicts equal unless borderline; estimates within tolerance."""
+    if [f["id"] for f in committed] != [f["id"] for f in rerun]:
+        return ["findings: the ids differ from the committed ones"]
+    problems: list[str] = []
+    for c, r in zip(committed, rerun):
+        where = f"finding {c['id']!r}"
+        if (c["statement"], c["source"], c["test"]) != (r["statement"], r["source"], r["test"]):
+            problems.append(f"{where}: its statement, source or test changed since the committed run")
+            continue
+        if c["verdict"] != r["verdict"] and not (c.get("borderline") or r.get("borderline")):
+            problems.append(f"{where}: {r['verdict']} re-executed vs {c['verdict']} committed (not borderline in either run)")
+        if c["interval"] is None or r["interval"] is None:
+            if c["interval"] != r["interval"]:
+                problems.append(f"{where}: tested in one run and not in the other")
+            continue
+        tol = _tol(c.get("tolerance"))
+        problems += _figure(f"{where} estimate", c["run"], r["run"], tol)
+        for end, a, b in zip(("low", "high"), c["interval"], r["interval"]):
+            problems += _figure(f"{where} interval {end} end", a, b, tol)
     return problems
 
 
@@ -89,7 +118,10 @@ def compare_dirs(committed_dir: str | Path, rerun_dir: str | Path) -> dict[str, 
 
 
 def summary(committed: dict[str, Any]) -> str:
-    """What a passing comparison checked: '<n> figures within tolerance, <m> outcomes (<b> borderline)'."""
-    n = len(committed.get("metrics", {})) + len(committed.get("paper_vs_run", []))
-    borderline = sum(bool(m.get("borderline")) for m in committed.get("claim_margins", {}).values())
-    return f"{n} figures within tolerance, {len(committed.get('claims', {}))} outcomes identical ({borderline} borderline)"
+    """What a passing comparison checked: '<n> figures within tolerance, <m> outcomes identical (<b> borderline)'."""
+    findings = committed.get("findings", [])
+    n = len(committed.get("metrics", {})) + len(committed.get("paper_vs_run", [])) + 3 * len(findings)
+    outcomes = len(committed.get("claims", {})) + len(committed.get("checks", {})) + len(findings)
+    borderline = sum(bool(m.get("borderline")) for m in committed.get("margins", {}).values())
+    borderline += sum(bool(f.get("borderline")) for f in findings)
+    return f"{n} figures within tolerance, {outcomes} outcomes identical ({borderline} borderline)"
