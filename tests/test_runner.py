@@ -292,7 +292,7 @@ def test_run_writes_notebook_results_and_page(executed: tuple[Path, dict]) -> No
 
     page = (root / "book" / "results.md").read_text()
     quick = page.split("## Profile `quick`")[1].split("## Profile `full`")[0]
-    assert "| rethinking | 1/1 |" in quick
+    assert "| rethinking | - | - | - | - | 1/1 claims |" in quick
     assert "n times scale is positive" in quick
     assert "No chapter has been run in this profile yet." in page.split("## Profile `full`")[1]
 

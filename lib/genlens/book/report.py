@@ -323,11 +323,10 @@ class Report:
             "metrics": self.metrics,
             "tolerances": {k: asdict(t) for k, t in self.metric_tol.items()},
             "timings": self.timings,
-            "checks": self.checks,
-            "check_text": self.check_text,
-            "findings": [asdict(f) | ({"tolerance": asdict(self.finding_tol[f.id])} if f.id in self.finding_tol else {})
-                         for f in self.findings],
-            "scorecard": scorecard([asdict(f) for f in self.findings]),
+            **({"checks": self.checks, "check_text": self.check_text,
+                "findings": [asdict(f) | ({"tolerance": asdict(self.finding_tol[f.id])} if f.id in self.finding_tol else {})
+                             for f in self.findings],
+                "scorecard": scorecard([asdict(f) for f in self.findings])} if self.findings or self.checks else {}),
             "claims": self.claims,
             "claim_text": self.claim_text,
             "margins": self.margins,
