@@ -29,15 +29,15 @@ from genlens.core import data, models
 
 from genlens.lenses import landscape
 from genlens.core.device import best_time, describe
+from genlens.core.train import build_seeded
 
 STEPS = int(os.environ.get("GENLENS_BENCH_STEPS", 21))  # override only for a smoke test
 REPEATS = int(os.environ.get("GENLENS_BENCH_REPEATS", 2))
-torch.manual_seed(0)
 dev = torch.device(os.environ.get("GENLENS_BENCH_DEVICE", "cpu"))
 ENGINE, PER_PASS = ("vmap", 49) if dev.type == "cuda" else ("loop", 21)
 images = data.load("mnist5k", dev)
 x, y = images.x_test[:1000], images.y_test[:1000]
-net = models.build_for("cnn", images.image_shape, images.num_classes, width=16).to(dev).eval()
+net = build_seeded(lambda: models.build_for("cnn", images.image_shape, images.num_classes, width=16), 0).to(dev).eval()
 d1, d2 = (landscape.random_direction(net, generator=torch.Generator().manual_seed(s)) for s in (1, 2))
 coords = torch.arange(STEPS, dtype=torch.float32) / STEPS  # the peer's grid: k / steps, k = 0..steps-1
 

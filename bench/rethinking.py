@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from genlens.core import data, models
 from genlens.core.device import best_time
 from genlens.lenses.randomization import random_pixels
-from genlens.core.train import TrainConfig, _epoch_generator, train
+from genlens.core.train import TrainConfig, build_seeded, epoch_generator, train
 
 
 def dataloader_epoch(model, x, y, order, config):
@@ -36,8 +36,8 @@ def dataloader_epoch(model, x, y, order, config):
 def main() -> None:
     images = data.load("mnist5k")
     config = TrainConfig(epochs=1, batch_size=64, lr=0.1, seed=0)
-    build = lambda: (torch.manual_seed(0), models.build_for("mlp", images.image_shape, 10, hidden=(512,)))[1]  # noqa: E731
-    order = torch.randperm(len(images.x_train), generator=_epoch_generator(config.seed, 0))
+    build = lambda: build_seeded(lambda: models.build_for("mlp", images.image_shape, 10, hidden=(512,)), 0)  # noqa: E731
+    order = torch.randperm(len(images.x_train), generator=epoch_generator(config.seed, 0))  # train's epoch-0 order
 
     ours, theirs = build(), build()
     train(ours, images, config, progress=False)

@@ -198,29 +198,32 @@ def test_pca_of_a_planar_trajectory_recovers_the_plane():
         L.pca_directions(model, path[:, :5])
 
 
-def test_train_with_trajectory_records_the_path_once_and_reuses_it(tmp_path):
+def test_pca_of_the_training_loops_snapshots(tmp_path):
+    """The trajectory of `train_cached(..., snapshots=True)` (named parameters at initialisation and
+    after each epoch) gives the same PCA as its flat (T, P) form, and its first row is the seeded init."""
     from genlens.core.data import ImageData
-    from genlens.core.train import TrainConfig
+    from genlens.core.nn import flat_parameters
+    from genlens.core.train import TrainConfig, build_seeded
+    from genlens.lenses.randomization import train_randomized
 
     g = _gen(0)
     images = ImageData("toy", torch.rand(64, 1, 4, 4, generator=g), torch.randint(0, 3, (64,), generator=g),
                        torch.rand(16, 1, 4, 4, generator=g), torch.randint(0, 3, (16,), generator=g), ("a", "b", "c"))
     cfg = TrainConfig(epochs=3, batch_size=16, lr=0.1, seed=0)
-    cache = Cache(tmp_path)
-    run = L.train_with_trajectory(images, cfg, model="mlp", model_kwargs={"hidden": [8]}, cache=cache)
-    P = sum(p.numel() for p in run.model.parameters())
-    assert run.weights.shape == (4, P) and len(run.history.epoch) == 3
-    torch.testing.assert_close(run.weights[-1], torch.cat([p.detach().flatten() for p in run.model.parameters()]))
-    torch.manual_seed(0)  # row 0 is the initialization
-    init = build_for("mlp", (1, 4, 4), 3, hidden=[8])
-    torch.testing.assert_close(run.weights[0], torch.cat([p.detach().flatten() for p in init.parameters()]))
-    assert (run.weights[1:] - run.weights[:-1]).norm(dim=1).min() > 0  # every epoch moved
-    again = L.train_with_trajectory(images, cfg, model="mlp", model_kwargs={"hidden": [8]}, cache=cache)
-    torch.testing.assert_close(again.weights, run.weights)
-    for entry in (tmp_path / "trajectories").glob("*.pt"):  # a model cached without its path: trained again
-        entry.unlink()
-    redo = L.train_with_trajectory(images, cfg, model="mlp", model_kwargs={"hidden": [8]}, cache=cache)
-    torch.testing.assert_close(redo.weights, run.weights)
+    net, history, _ = train_randomized(images, "true", cfg, model="mlp", model_kwargs={"hidden": [8]},
+                                       cache=Cache(tmp_path), snapshots=True)
+    names = [n for n, _ in net.named_parameters()]
+    flat = torch.stack([torch.cat([s[n].flatten() for n in names]) for s in history.snapshots])  # (4, P)
+    assert flat.shape == (4, flat_parameters(net).numel())
+    torch.testing.assert_close(flat[-1], flat_parameters(net))
+    init = build_seeded(lambda: build_for("mlp", (1, 4, 4), 3, hidden=[8]), 0)
+    torch.testing.assert_close(flat[0], flat_parameters(init))
+    assert (flat[1:] - flat[:-1]).norm(dim=1).min() > 0  # every epoch moved
+    from_snapshots, from_flat = L.pca_directions(net, history.snapshots), L.pca_directions(net, flat)
+    torch.testing.assert_close(from_snapshots.coords, from_flat.coords)
+    torch.testing.assert_close(from_snapshots.explained_variance_ratio, from_flat.explained_variance_ratio)
+    with pytest.raises(ValueError, match="snapshots lack"):
+        L.pca_directions(net, [{"other": torch.zeros(1)}] * 4)
 
 
 def test_plane_nonconvexity_of_a_saddle_and_a_bowl():

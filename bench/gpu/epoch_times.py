@@ -6,12 +6,10 @@ resident on the device, and prints the seconds of each epoch. Last line: the slo
 """
 import sys
 
-import torch
-
 from genlens.core import data
 from genlens.core.device import pick_device
 from genlens.core.models import build_for
-from genlens.core.train import TrainConfig, train
+from genlens.core.train import TrainConfig, build_seeded, train
 
 NETWORKS = [("inception", {}), ("alexnet", {}), ("mlp", {"hidden": [512]}), ("mlp", {"hidden": [512] * 3}),
             ("resnet20", {}), ("resnet56", {}), ("vgg", {}), ("cnn", {"width": 64})]
@@ -24,8 +22,7 @@ def main(dataset: str = "cifar10") -> None:
     slowest = 0.0
     for name, kwargs in NETWORKS:
         for batch_size in (128, 512):
-            torch.manual_seed(0)
-            net = build_for(name, images.image_shape, images.num_classes, **kwargs).to(dev)
+            net = build_seeded(lambda: build_for(name, images.image_shape, images.num_classes, **kwargs), 0).to(dev)
             history = train(net, images, TrainConfig(epochs=2, batch_size=batch_size, lr=0.01), progress=False)
             slowest = max(slowest, history.seconds[-1])
             print(f"{name} {kwargs or ''} batch {batch_size}: epochs {[round(s, 2) for s in history.seconds]} s")

@@ -147,7 +147,17 @@ class History:
         return n_train * len(self.seconds) / max(sum(self.seconds), 1e-9)
 
 
-def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The CPU generator of `epoch` (0-based) in a run seeded by `seed`: `train` draws the epoch's batch
+    order from it first (``torch.randperm(n_train, generator=...)``), then augmentation and mixup partners.
+
+    Derived from (seed, epoch) alone, so a resumed run continues as the uninterrupted one, and a
+    reference loop can replay the same batch order (``bench/rethinking.py``).
+
+    >>> a, b = epoch_generator(0, 1), epoch_generator(0, 1)
+    >>> torch.equal(torch.randperm(5, generator=a), torch.randperm(5, generator=b))
+    True
+    """
     return torch.Generator().manual_seed(seed * 100_003 + epoch)
 
 
@@ -369,7 +379,7 @@ def train(
                 phase = phases[index]
                 if epoch == start or plan[epoch - 1][0] != index:
                     stretch = _begin(model, data, phase, optimizers, saved, flags)
-                gen = _epoch_generator(config.seed, epoch)
+                gen = epoch_generator(config.seed, epoch)
                 torch.manual_seed(config.seed * 100_003 + epoch)  # dropout and other global-RNG layers
                 t0 = time.perf_counter()
                 loss_sum, correct, parts = _epoch(stretch, y, phase, k, gen, perturb)

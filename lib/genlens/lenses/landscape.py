@@ -22,9 +22,8 @@ Symbols: theta* -> ``origin``; d_k -> ``directions[k]``; a -> ``points`` (P, K).
 from __future__ import annotations
 
 import hashlib
-import tempfile
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Callable, Literal, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Callable, Literal, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -32,11 +31,8 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from ..core.cache import Cache, config_key
-from ..core.nn import check_pair, eval_mode, flat_parameters
+from ..core.nn import check_pair, eval_mode
 from . import hessian
-
-if TYPE_CHECKING:
-    from ..core.train import History, TrainConfig
 
 Params = dict[str, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -47,7 +43,7 @@ Engine = Literal["auto", "vmap", "loop"]
 __all__ = [
     "weights", "states", "random_direction", "normalize_direction", "difference", "PointLoss", "evaluate_points",
     "Surface", "surface", "interpolate", "PCATrajectory", "pca_directions", "hessian_extremes",
-    "PlaneCurvature", "plane_curvature", "plane_nonconvexity", "Trajectory", "train_with_trajectory",
+    "PlaneCurvature", "plane_curvature", "plane_nonconvexity",
 ]
 
 
@@ -325,17 +321,25 @@ class PCATrajectory:
     residual: torch.Tensor
 
 
-def pca_directions(model: nn.Module, trajectory: torch.Tensor, *, ignore: Ignore = "biasbn") -> PCATrajectory:
+def pca_directions(model: nn.Module, trajectory: torch.Tensor | Sequence[Mapping[str, torch.Tensor]], *,
+                   ignore: Ignore = "biasbn") -> PCATrajectory:
     """The paper's trajectory plot (Sec. 7, Fig. 9): PCA of the path theta_t - theta_final.
 
-    trajectory: (T, P) flat snapshots of the model's trainable parameters (``core.nn.flat_parameters``
-    order, as `train_with_trajectory` records them); theta_final is the model's current parameters.
+    trajectory: the parameters along the path, either the snapshots ``name -> tensor`` that
+    ``core.train.train_cached(..., snapshots=True)`` keeps in `History.snapshots` (at initialisation
+    and after each epoch, as the paper saves one checkpoint per epoch), or a (T, P) tensor of flat
+    trainable parameters (``core.nn.flat_parameters`` order); theta_final is the model's current parameters.
     As in tomgoldstein/loss-landscape (``projection.setup_PCA_directions``): the matrix of
     differences (T, P) (entries of 1-D tensors zeroed with ``ignore="biasbn"``) is centred and its
     top two principal components are the directions; each point is projected as d . e_k.
     """
     final = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
     sizes = [t.numel() for t in final.values()]
+    if isinstance(trajectory, Sequence) and trajectory and all(isinstance(s, Mapping) for s in trajectory):
+        missing = sorted(set(final) - set(trajectory[0]))
+        if missing:
+            raise ValueError(f"trajectory snapshots lack the model's parameters {missing[:3]}")
+        trajectory = torch.stack([torch.cat([s[n].detach().reshape(-1).cpu() for n in final]) for s in trajectory])
     if not (isinstance(trajectory, torch.Tensor) and trajectory.ndim == 2 and trajectory.shape[1] == sum(sizes)):
         raise ValueError(f"trajectory must be a (T, {sum(sizes)}) tensor of flat parameters, "
                          f"got {tuple(getattr(trajectory, 'shape', ()))}")
@@ -353,61 +357,6 @@ def pca_directions(model: nn.Module, trajectory: torch.Tensor, *, ignore: Ignore
     resid = (M - coords @ E).norm(dim=1) / M.norm(dim=1).clamp_min(1e-30)
     dirs = tuple({n: c.reshape(t.shape).to(t) for (n, t), c in zip(final.items(), e.split(sizes))} for e in E)
     return PCATrajectory(dirs, ratio.float(), coords.float(), resid.float())  # type: ignore[arg-type]
-
-
-@dataclass(frozen=True)
-class Trajectory:
-    """A trained model and the path of its weights.
-
-    weights: (T, P) float32 on the CPU, the flat trainable parameters (``core.nn.flat_parameters``)
-    at initialization (row 0) and after each epoch (row e + 1); the model (eval mode) is at the last row.
-    """
-
-    model: nn.Module
-    history: "History"
-    weights: torch.Tensor
-
-
-def train_with_trajectory(data, config: "TrainConfig", *, model: str, model_kwargs: Mapping | None = None,
-                          cache: Cache | None = None, progress: bool = False) -> Trajectory:
-    """Train `model` (a `genlens.core.models` name) on `data` with `core.train.train_cached`, keeping
-    the weights after every epoch (for `pca_directions`, as the paper saves one checkpoint per epoch).
-
-    The model is cached as `train_cached` caches it; the path is stored beside it, under a key of
-    the same specification, while holding that key's lock. A model found in the cache without its
-    path (trained elsewhere, or resumed after a kill) is trained once more in a scratch cache to
-    record it (training is deterministic given config.seed).
-    """
-    from ..core.models import build_for
-    from ..core.train import train_cached
-
-    kwargs = dict(model_kwargs or {})
-    spec = {"data": data.name, "n_train": len(data.x_train), "model": model, "model_kwargs": kwargs}
-    full = {"spec": spec, "train": asdict(config), "device": data.x_train.device.type, "what": "trajectory",
-            "format": 2}
-    store, key = cache or Cache(), config_key(full)
-    path: list[torch.Tensor] = []
-
-    def build() -> nn.Module:
-        torch.manual_seed(config.seed)
-        net = build_for(model, data.image_shape, data.num_classes, **kwargs)
-        path[:] = [flat_parameters(net).cpu()]
-        return net
-
-    def snapshot(epoch: int, net: nn.Module, history) -> None:
-        path.append(flat_parameters(net).cpu())
-
-    with store.lock("trajectories", key):
-        stored = store.load("trajectories", key)
-        fit = dict(spec=spec, callback=snapshot if stored is None else None, progress=progress)
-        net, history = train_cached(build, data, config, cache=store, **fit)
-        if stored is None:
-            if len(path) != len(history.epoch) + 1:  # not trained here from scratch: the path was not seen
-                with tempfile.TemporaryDirectory() as scratch:
-                    net, history = train_cached(build, data, config, cache=Cache(scratch), **fit)
-            stored = torch.stack(path)
-            store.save("trajectories", key, stored, full)
-    return Trajectory(net, history, stored)
 
 
 # ----------------------------------------------------------------------------- curvature

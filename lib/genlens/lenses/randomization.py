@@ -86,12 +86,14 @@ def canonical(kind: Kind, fraction: float = 1.0) -> tuple[str, float]:
 
 
 def train_randomized(data: Any, kind: Kind, config: Any, *, model: str = "mlp", model_kwargs: dict | None = None,
-                     fraction: float = 1.0, data_seed: int = 0, cache: Any = None, progress: bool = False):
+                     fraction: float = 1.0, data_seed: int = 0, cache: Any = None, progress: bool = False,
+                     snapshots: bool = False):
     """Train `model` on the training set of `data` randomized by (kind, fraction, data_seed).
 
     Returns (trained model in eval mode, History, randomized data). Results are cached by the full
     specification, so every chapter asking for the same network on the same randomization shares it;
-    `config.seed` drives the initialisation (`genlens.core.train.train_cached`).
+    `config.seed` drives the initialisation (`genlens.core.train.train_cached`). `snapshots`: the
+    History also holds the parameters at initialisation and after each epoch (a separate cache entry).
     """
     from ..core.models import build_for
     from ..core.train import train_cached
@@ -102,5 +104,6 @@ def train_randomized(data: Any, kind: Kind, config: Any, *, model: str = "mlp", 
     spec = {"data": data.name, "n_train": len(data.x_train), "n_test": len(data.x_test),
             "randomization": [kind_c, fraction_c, data_seed], "model": model, "model_kwargs": kwargs}
     build = functools.partial(build_for, model, data.image_shape, data.num_classes, **kwargs)
-    net, history = train_cached(build, randomized, config, spec=spec, cache=cache, progress=progress)
+    net, history = train_cached(build, randomized, config, spec=spec, cache=cache, progress=progress,
+                                snapshots=snapshots)
     return net, history, randomized

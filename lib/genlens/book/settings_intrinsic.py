@@ -1,0 +1,56 @@
+"""Profile settings of the `intrinsic` chapter, one frozen dataclass per profile.
+
+In `quick` the main CNN and the label-corruption family are the rethinking chapter's networks, asked
+for by name (`genlens.book.configs`), so both chapters share their cache entries; `full` trains its own.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from ..core.train import TrainConfig
+from .configs import NetworkConfig, network
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a profile of the intrinsic chapter trains and measures (every seed is the chapter's)."""
+
+    dataset: str  # the profile's data set
+    n_points: int  # training images whose representations are measured
+    n_resamples: int  # random 90% subsamples behind each TwoNN error bar
+    cnn: NetworkConfig  # the main network (its label names it in the figures)
+    archs: Mapping[str, NetworkConfig]  # architecture sweep: label -> network, all with the main network's recipe
+    fit: NetworkConfig  # the label-corruption family's network, trained until it fits every training label
+    levels: tuple[float, ...]  # label-corruption fractions p of the family
+
+
+def _sweep(recipe: TrainConfig, archs: Mapping[str, tuple[str, Mapping]]) -> dict[str, NetworkConfig]:
+    return {label: NetworkConfig(label, model, kwargs, recipe) for label, (model, kwargs) in archs.items()}
+
+
+_QUICK_CNN = network("rethinking-regularized", "quick").variant(label="small CNN (width 16)")
+_FULL_CNN = NetworkConfig("ResNet-20", "resnet20", {}, TrainConfig(epochs=60, batch_size=128, lr=0.1, schedule="cosine",
+                                                                  weight_decay=5e-4, augment=True))
+
+PROFILES = {
+    "quick": Settings(
+        dataset="mnist5k", n_points=1000, n_resamples=20, cnn=_QUICK_CNN,
+        archs=_sweep(_QUICK_CNN.train, {
+            "MLP 1x128": ("mlp", {"hidden": [128]}), "MLP 1x1024": ("mlp", {"hidden": [1024]}),
+            "MLP 2x256": ("mlp", {"hidden": [256, 256]}), "MLP 3x256": ("mlp", {"hidden": [256] * 3}),
+            "CNN width 8": ("cnn", {"width": 8}), "CNN width 16": ("cnn", {"width": 16})}),
+        fit=network("rethinking-fit", "quick"),
+        levels=(0.0, 0.25, 0.5, 0.75, 1.0),
+    ),
+    "full": Settings(
+        dataset="cifar10", n_points=2000, n_resamples=20, cnn=_FULL_CNN,
+        archs=_sweep(_FULL_CNN.train, {
+            "ResNet-20": ("resnet20", {}), "ResNet-56": ("resnet56", {}), "VGG (3 blocks)": ("vgg", {}),
+            "CNN width 32": ("cnn", {"width": 32}), "MLP 3x512": ("mlp", {"hidden": [512] * 3})}),
+        fit=NetworkConfig("MLP 1x512", "mlp", {"hidden": [512]},
+                          TrainConfig(epochs=300, batch_size=128, lr=0.01, stop_at_train_acc=1.0,
+                                      exact_train_metrics=True)),
+        levels=(0.0, 0.25, 0.5, 0.75, 1.0),
+    ),
+}

@@ -1,0 +1,57 @@
+"""Profile settings of the `landscape` chapter, one frozen dataclass per profile."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Mapping
+
+from ..core.train import TrainConfig
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a profile of the landscape chapter trains, and the sizes of its grids and Hessians."""
+
+    dataset: str  # the profile's data set
+    pool: int  # average-pooling factor of the images (2: 28x28 -> 14x14)
+    n_train: int | None  # training images of the residual networks (None: all)
+    batch_cnn: tuple[str, Mapping]  # the network of Section 1: model name and arguments
+    batch_sizes: tuple[int, int]  # small and large batch of Section 1
+    batch_epochs: int
+    batch_lr: float  # SGD learning rate per step
+    depths: tuple[int, ...]  # residual-network depths 6n + 2 of Section 2
+    widths: tuple[int, ...]  # width multipliers of Section 3
+    width_depth: int  # the depth of Section 3's networks
+    res_cfg: TrainConfig  # recipe of every residual network (the seed is the chapter's)
+    grid: int  # points per axis of the 2-D grids
+    grid_1d: int  # points of the 1-D plots
+    n_eval: int  # training images under the 2-D surfaces
+    n_eval_1d: int  # training images under the 1-D plots
+    hess_grid: int  # points per axis of the Hessian-ratio map
+    hess_n: int  # training images of every Hessian
+    hess_steps: int  # Lanczos steps per point
+    traj_depth: int  # depth of the network whose training path is drawn
+
+    def smoke(self) -> Settings:
+        """One epoch, all (already subsetted) training images, 5x5 grids, small Hessians: the code path only."""
+        return replace(self, n_train=None, batch_epochs=1, res_cfg=replace(self.res_cfg, epochs=1), grid=5,
+                       grid_1d=5, n_eval=200, n_eval_1d=200, hess_grid=3, hess_n=16, hess_steps=5)
+
+
+PROFILES = {
+    "quick": Settings(
+        dataset="mnist5k", pool=2, n_train=1000,
+        batch_cnn=("cnn", {"width": 8}), batch_sizes=(32, 256), batch_epochs=10, batch_lr=0.05,
+        depths=(8, 20, 32), widths=(1, 2), width_depth=20,
+        res_cfg=TrainConfig(epochs=8, batch_size=64, lr=0.05, schedule="cosine", weight_decay=5e-4),
+        grid=11, grid_1d=21, n_eval=256, n_eval_1d=1000,
+        hess_grid=5, hess_n=32, hess_steps=10, traj_depth=8,
+    ),
+    "full": Settings(  # scaled to about 5 minutes on one H100; the paper's values are in the chapter's text
+        dataset="cifar10", pool=1, n_train=None,
+        batch_cnn=("vgg", {}), batch_sizes=(128, 4096), batch_epochs=15, batch_lr=0.1,
+        depths=(20, 56), widths=(1, 2, 4), width_depth=20,
+        res_cfg=TrainConfig(epochs=15, batch_size=128, lr=0.1, schedule="cosine", weight_decay=5e-4, augment=True),
+        grid=25, grid_1d=51, n_eval=2000, n_eval_1d=2000,
+        hess_grid=7, hess_n=256, hess_steps=15, traj_depth=20,
+    ),
+}
