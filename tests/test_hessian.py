@@ -364,5 +364,10 @@ def test_train_tracked_to_a_loss_stops_there_and_measures_around_it(tmp_path):
     assert min(h.extra["top_eigenvalue"][-2:]) - 1e-9 <= value <= max(h.extra["top_eigenvalue"][-2:]) + 1e-9
     with pytest.raises(ValueError, match="exact_train_metrics"):
         H.train_tracked(images, TrainConfig(epochs=2, stop_at_train_loss=0.1), **kw)
+    _, h_ends = H.train_tracked(images, full, track="ends", **kw)
+    assert h_ends.extra["tracked_epoch"] == [0, 29] and h_ends.train_loss == h_full.train_loss
+    assert h_ends.extra["top_eigenvalue"] == pytest.approx([h_full.extra["top_eigenvalue"][i] for i in (0, 29)])
+    with pytest.raises(ValueError, match="track must be"):
+        H.train_tracked(images, full, track="some", **kw)
     plain, h_plain = H.train_tracked(images, full, track=False, **kw)
     assert "top_eigenvalue" not in h_plain.extra and h_plain.train_loss == h_full.train_loss

@@ -730,14 +730,15 @@ def at_loss(history, target: float, key: str = "top_eigenvalue") -> float:
 
 def train_tracked(data, config: "TrainConfig", *, model: str, model_kwargs: Mapping | None = None, hessian_data: Batch,
                   fgsm_eps: float = 0.0, batch_size: int | None = None, cache: "Cache | None" = None,
-                  progress: bool = False, track: bool = True) -> tuple[nn.Module, "History"]:
+                  progress: bool = False, track: bool | str = True) -> tuple[nn.Module, "History"]:
     """Train `model` (a `genlens.core.models` name) on `data` (an ImageData) with :func:`tracker` on
     `hessian_data` (the gradient norm on the whole training set), cached by its specification; the
     initialisation is seeded by config.seed (in `core.train.train_cached`), as is the tracker.
 
     Every epoch is measured; a config with `stop_at_train_loss` (which needs `exact_train_metrics`)
     trains until the training loss reaches it and measures only :func:`around_loss` it, so that
-    :func:`at_loss` gives the curvature at that loss. track=False trains without measuring.
+    :func:`at_loss` gives the curvature at that loss. track="ends" measures only the first and the last
+    epoch; track=False trains without measuring.
     fgsm_eps > 0 replaces every training batch by its FGSM adversarial version of that L-inf radius
     (the paper's robust training, Sec. 5). Returns (model in eval mode, History with extra
     "top_eigenvalue", "grad_norm" and "tracked_epoch"), as `genlens.core.train.train_cached` does.
@@ -751,14 +752,18 @@ def train_tracked(data, config: "TrainConfig", *, model: str, model_kwargs: Mapp
     target = config.stop_at_train_loss
     if target is not None and not config.exact_train_metrics:
         raise ValueError("a config with stop_at_train_loss needs exact_train_metrics=True (the whole set's loss)")
+    if track not in (True, False, "ends"):
+        raise ValueError(f"track must be True, False or 'ends', got {track!r}")
     kwargs = dict(model_kwargs or {})
     spec = {"data": data.name, "n_train": len(data.x_train), "model": model, "model_kwargs": kwargs,
             "adversarial_fgsm_eps": fgsm_eps}
     if track:
         spec["track"] = ["hessian-top", len(hessian_data[0]), config.seed] + ([] if target is None else ["around", target])
+        spec["track"] += ["ends"] if track == "ends" else []
+    ends = lambda epoch, history: epoch in (0, config.epochs - 1)  # noqa: E731
+    when = around_loss(target) if target is not None else ends if track == "ends" else None
     callback = tracker(hessian_data, (data.x_train, data.y_train), batch_size=batch_size,
-                       generator=torch.Generator().manual_seed(config.seed),
-                       when=None if target is None else around_loss(target)) if track else None
+                       generator=torch.Generator().manual_seed(config.seed), when=when) if track else None
     return train_cached(partial(build_for, model, data.image_shape, data.num_classes, **kwargs), data, config,
                         spec=spec, cache=cache, callback=callback, progress=progress,
                         perturb=partial(fgsm, eps=fgsm_eps) if fgsm_eps else None)
