@@ -303,3 +303,71 @@ def test_train_tracked_records_one_value_per_epoch_and_caches(tmp_path):
     assert again.extra == history.extra  # from the cache
     _, robust = H.train_tracked(images, cfg, fgsm_eps=0.1, **kw)
     assert robust.train_loss != history.train_loss  # FGSM training is another run
+
+
+def test_slq_trace_is_hutchinson_with_the_start_vectors_and_matches_dense():
+    """SLQ's trace P * sum_j w_j theta_j of a run is v^T H v for its Rademacher start v (an identity), so SLQ with
+    few runs is Hutchinson with few probes; over many runs both estimate the dense trace."""
+    model, x, y = _tiny()
+    Hd = _dense(model, x, y)
+    P = Hd.shape[0]
+    dens = H.density(model, (x, y), steps=12, runs=300, generator=_gen(3))
+    V = torch.randint(0, 2, (300, P), generator=_gen(3)).double() * 2 - 1  # the same draws as density's
+    assert torch.allclose(dens.trace_samples(), ((V @ Hd) * V).sum(1), rtol=1e-8, atol=1e-10)
+    samples = dens.trace_samples()
+    se = samples.std().item() / math.sqrt(len(samples))
+    assert abs(dens.trace() - Hd.trace().item()) < 4 * se
+    hutch = H.trace(model, (x, y), max_probes=300, min_probes=300, block=100, generator=_gen(4))
+    assert abs(hutch.value - Hd.trace().item()) < 4 * hutch.std_error
+    # Rademacher probes: the variance of v^T H v is 2 * sum_{i != j} H_ij^2
+    off = Hd - torch.diag(Hd.diagonal())
+    assert samples.var().item() == pytest.approx(2 * (off**2).sum().item(), rel=0.3)
+
+
+def test_around_loss_and_at_loss_interpolate_at_the_target():
+    from genlens.core.train import History
+
+    h = History(epoch=list(range(5)), train_loss=[2.0, 1.0, 0.4, 0.25, 0.1])
+    when = H.around_loss(0.2)
+    picked = [e for e in range(5) if when(e, History(epoch=h.epoch[: e + 1], train_loss=h.train_loss[: e + 1]))]
+    assert picked == [0, 2, 3, 4]  # 0.4^2 / 1 and 0.25^2 / 0.4 are <= 0.2: the next epoch is predicted to cross
+    h.extra = {"tracked_epoch": [0, 2, 3, 4], "top_eigenvalue": [1.0, 5.0, 4.0, 1.0]}
+    t = (math.log(0.25) - math.log(0.2)) / (math.log(0.25) - math.log(0.1))
+    assert H.at_loss(h, 0.2) == pytest.approx(math.exp((1 - t) * math.log(4.0)))
+    assert H.at_loss(h, 0.1) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="never reached"):
+        H.at_loss(h, 0.05)
+    with pytest.raises(ValueError, match="> 0"):
+        H.around_loss(0.0)
+
+
+def test_train_tracked_to_a_loss_stops_there_and_measures_around_it(tmp_path):
+    from genlens.core.cache import Cache
+    from genlens.core.data import ImageData
+    from genlens.core.train import TrainConfig
+
+    g = _gen(0)
+    images = ImageData("toy", torch.rand(48, 1, 4, 4, generator=g), torch.randint(0, 3, (48,), generator=g),
+                       torch.rand(16, 1, 4, 4, generator=g), torch.randint(0, 3, (16,), generator=g), ("a", "b", "c"))
+    kw = dict(model="mlp", model_kwargs={"hidden": [16]}, hessian_data=(images.x_train[:20], images.y_train[:20]),
+              batch_size=8, cache=Cache(tmp_path))
+    full = TrainConfig(epochs=30, batch_size=16, lr=0.2, seed=0, exact_train_metrics=True)
+    _, h_full = H.train_tracked(images, full, **kw)
+    target = h_full.train_loss[10]
+    net, h = H.train_tracked(images, TrainConfig(**{**full.__dict__, "stop_at_train_loss": target}), **kw)
+    stop = next(e for e, loss in enumerate(h_full.train_loss) if loss <= target)
+    assert h.epoch[-1] == stop and h.train_loss == h_full.train_loss[: stop + 1]
+    assert h.extra["tracked_epoch"][0] == 0 and h.extra["tracked_epoch"][-1] == stop
+    assert len(h.extra["tracked_epoch"]) < len(h.epoch)
+    assert h.extra["top_eigenvalue"][-1] == pytest.approx(h_full.extra["top_eigenvalue"][stop], rel=1e-6)
+    value = H.at_loss(h, target)
+    assert min(h.extra["top_eigenvalue"][-2:]) - 1e-9 <= value <= max(h.extra["top_eigenvalue"][-2:]) + 1e-9
+    with pytest.raises(ValueError, match="exact_train_metrics"):
+        H.train_tracked(images, TrainConfig(epochs=2, stop_at_train_loss=0.1), **kw)
+    _, h_ends = H.train_tracked(images, full, track="ends", **kw)
+    assert h_ends.extra["tracked_epoch"] == [0, 29] and h_ends.train_loss == h_full.train_loss
+    assert h_ends.extra["top_eigenvalue"] == pytest.approx([h_full.extra["top_eigenvalue"][i] for i in (0, 29)])
+    with pytest.raises(ValueError, match="track must be"):
+        H.train_tracked(images, full, track="some", **kw)
+    plain, h_plain = H.train_tracked(images, full, track=False, **kw)
+    assert "top_eigenvalue" not in h_plain.extra and h_plain.train_loss == h_full.train_loss

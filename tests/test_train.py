@@ -133,6 +133,19 @@ def test_stop_at_train_acc_stops_early():
     assert [s["epoch"] for s in states] == list(range(1, stop)) + [8]
 
 
+def test_stop_at_train_loss_stops_early():
+    full = train(build_model(), DATA, TrainConfig(**{**asdict(LEARN), "epochs": 8, "exact_train_metrics": True}),
+                 progress=False)
+    target = full.train_loss[3]
+    stop = next(e + 1 for e, loss in enumerate(full.train_loss) if loss <= target)
+    assert 1 < stop < 8
+    cfg = TrainConfig(**{**asdict(LEARN), "epochs": 8, "exact_train_metrics": True, "stop_at_train_loss": target})
+    h = train(build_model(), DATA, cfg, progress=False)
+    assert len(h.epoch) == stop and h.train_loss[-1] <= target and all(v > target for v in h.train_loss[:-1])
+    assert h.train_loss == full.train_loss[:stop]
+    assert "stop_at_train_loss" not in TrainConfig().changed()  # off by default: other runs' cache keys unchanged
+
+
 def test_callback_and_perturb():
     seen_modes, perturbed = [], []
 

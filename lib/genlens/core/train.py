@@ -49,6 +49,8 @@ class TrainConfig:
     augment_flip: bool = True  # False: crops only (digits should not be mirrored)
     seed: int = 0  # drives the initialisation (in train_cached), batch order, augmentation and dropout
     stop_at_train_acc: float | None = None  # stop once an epoch's train accuracy reaches this
+    stop_at_train_loss: float | None = None  # stop once an epoch's train loss falls to this (with
+    # exact_train_metrics: the eval-mode loss of the whole training set), e.g. to compare runs at matched loss
     exact_train_metrics: bool = False  # record train loss/accuracy of the whole set in eval mode after
     # each epoch (one extra forward pass) instead of the running average over the epoch's batches
     mixup: float = 0.0  # mixup (Zhang et al. 2018) with lambda ~ Beta(mixup, mixup) per batch and an in-batch
@@ -84,7 +86,7 @@ class Phase:
     """A stretch of epochs that trains chosen parameters with one objective (e.g. ProtoPNet's warm-up).
 
     config: the phase's epochs, batch size, optimizer, base lr and schedule, weight decay, augmentation
-    and mixup (the run's config gives the seed, `stop_at_train_acc` and `exact_train_metrics`).
+    and mixup (the run's config gives the seed, `stop_at_train_acc`, `stop_at_train_loss` and `exact_train_metrics`).
     groups(module) -> optimizer parameter groups (dicts with "params" and optionally "lr" and
     "weight_decay", else the config's); only these parameters train, every other one is frozen for
     the phase. Default: every parameter that requires grad. Phases with the same name share one
@@ -396,7 +398,8 @@ def train(
                     bar.set_postfix(loss=f"{history.train_loss[-1]:.3f}", acc=f"{history.train_acc[-1]:.3f}")
                 if phase.after is not None and (epoch == len(plan) - 1 or plan[epoch + 1][0] != index):
                     phase.after(model, data, history)
-                done = config.stop_at_train_acc is not None and history.train_acc[-1] >= config.stop_at_train_acc
+                done = ((config.stop_at_train_acc is not None and history.train_acc[-1] >= config.stop_at_train_acc)
+                        or (config.stop_at_train_loss is not None and history.train_loss[-1] <= config.stop_at_train_loss))
                 if checkpoint is not None:
                     states = {**saved, **{name: opt.state_dict() for name, opt in optimizers.items()}}
                     checkpoint({"model": model.state_dict(), "optimizers": states, "history": history.to_dict(),

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.nn import check_model, check_pair, check_tensor, eval_mode
+from .krylov import lanczos as _lanczos, random_unit as _random_unit, ritz as _ritz
 
 if TYPE_CHECKING:
     from ..core.cache import Cache
@@ -52,7 +53,7 @@ Which = Literal["LA", "SA"]
 __all__ = [
     "HessianOperator", "EigenEstimate", "Extremes", "TraceEstimate", "SpectralDensity", "LayerCurvature", "Spread",
     "hvp", "eigenpairs", "extremes", "trace", "density", "per_layer", "gradient", "loss_along",
-    "spread_over_subsets", "parameter_blocks", "tracker", "train_tracked",
+    "spread_over_subsets", "parameter_blocks", "tracker", "around_loss", "at_loss", "train_tracked",
 ]
 
 
@@ -272,54 +273,6 @@ def hvp(model: nn.Module, data, v, *, loss_fn: LossFn = F.cross_entropy, params:
         return op.unflatten(op(op.flatten(v)))
     check_tensor(v, "v", ndim=(1, 2))
     return op.matmat(v) if v.dim() == 2 else op(v)
-
-
-# ----------------------------------------------------------------------------- Lanczos
-
-def _random_unit(n: int, generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
-    v = torch.randn(n, generator=generator, dtype=torch.float64).to(device=like.device, dtype=like.dtype)
-    return v / v.norm()
-
-
-def _lanczos(matvec: Callable[[torch.Tensor], torch.Tensor], V0: torch.Tensor, steps: int,
-             stop: Callable[[torch.Tensor, torch.Tensor], bool] | None = None):
-    """Lanczos with full reorthogonalization, one Krylov space per row of the unit rows V0 (B, P).
-
-    matvec maps (B, P) -> (B, P) row by row. A row whose next vector vanishes (its Krylov space is
-    exhausted) stops there; stop(alpha, beta) is asked after each step. Returns alpha, beta (B, j)
-    float64 on the CPU (T_b = tridiag(beta_b[:-1], alpha_b, beta_b[:-1]) over the row's first
-    lengths[b] steps), Q (B, j, P) and lengths (list of B ints).
-    """
-    B, n = V0.shape
-    steps = min(steps, n)
-    Q = torch.zeros(B, steps, n, dtype=V0.dtype, device=V0.device)
-    alpha = torch.zeros(B, steps, dtype=torch.float64)
-    beta = torch.zeros(B, steps, dtype=torch.float64)
-    lengths = [steps] * B
-    active = torch.ones(B, dtype=torch.bool)
-    q = V0
-    for j in range(steps):
-        Q[:, j] = q
-        w = matvec(q)
-        alpha[:, j] = (w * q).sum(1).double().cpu()
-        for _ in range(2):  # classical Gram-Schmidt, twice: keeps Q orthonormal to working precision
-            w = w - torch.einsum("bj,bjp->bp", torch.einsum("bjp,bp->bj", Q[:, : j + 1], w), Q[:, : j + 1])
-        beta[:, j] = w.norm(dim=1).double().cpu()
-        for b in torch.nonzero(active).flatten().tolist():
-            if beta[b, j] <= 1e-10 * max(alpha[b, : j + 1].abs().max().item(), 1e-30):
-                active[b], lengths[b] = False, j + 1
-        done = stop is not None and stop(alpha[:, : j + 1], beta[:, : j + 1])
-        if done or not active.any():
-            return alpha[:, : j + 1], beta[:, : j + 1], Q[:, : j + 1], [min(m, j + 1) for m in lengths]
-        scale = torch.where(active, beta[:, j], torch.inf).to(w)  # a finished row continues with zeros
-        q = w / scale[:, None]
-    return alpha, beta, Q, lengths
-
-
-def _ritz(alpha: torch.Tensor, beta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ritz values (j,) ascending and vectors S (j, j) of one row's tridiagonal matrix; alpha, beta (j,)."""
-    T = torch.diag(alpha) + torch.diag(beta[:-1], 1) + torch.diag(beta[:-1], -1)
-    return torch.linalg.eigh(T)
 
 
 # ----------------------------------------------------------------------------- eigenpairs
@@ -559,9 +512,18 @@ class SpectralDensity:
         dens = (self.weights[None].double() * torch.exp(-0.5 * z**2)).sum(-1).mean(-1) / (sigma * math.sqrt(2 * math.pi))
         return grid, dens
 
+    def trace_samples(self) -> torch.Tensor:
+        """P * sum_j w_j node_j for each run (runs,) float64.
+
+        Each equals v^T H v for the run's Rademacher start v (||v||^2 = P): the Gauss quadrature of
+        q^T H q is exact, so stochastic Lanczos quadrature estimates the trace exactly as Hutchinson's
+        method does with one probe per run, and with its variance.
+        """
+        return self.num_params * (self.weights.double() * self.nodes.double()).sum(1)
+
     def trace(self) -> float:
-        """tr(H) = P * E[sum_j w_j node_j]: a trace estimate from the same runs."""
-        return self.num_params * (self.weights.double() * self.nodes.double()).sum(1).mean().item()
+        """tr(H) = P * E[sum_j w_j node_j]: a trace estimate from the same runs (the mean of `trace_samples`)."""
+        return self.trace_samples().mean().item()
 
 
 def density(model: nn.Module, data, *, loss_fn: LossFn = F.cross_entropy, steps: int = 80, runs: int = 1,
@@ -699,37 +661,87 @@ def spread_over_subsets(estimate: Callable[..., "EigenEstimate | TraceEstimate |
 # ----------------------------------------------------------------------------- along training
 
 def tracker(data, gradient_data=None, *, loss_fn: LossFn = F.cross_entropy, tol: float = 1e-2, max_iter: int = 50,
-            batch_size: int | None = None,
-            generator: torch.Generator | None = None) -> Callable[[int, nn.Module, object], None]:
+            batch_size: int | None = None, generator: torch.Generator | None = None,
+            when: Callable[[int, object], bool] | None = None) -> Callable[[int, nn.Module, object], None]:
     """An epoch callback for `genlens.core.train`: appends the top Hessian eigenvalue (on `data`) and
     the full-gradient norm (on `gradient_data`, default the same data) to history.extra["top_eigenvalue"]
-    and history.extra["grad_norm"] (the paper's Figure 5). Both pass over the data in chunks of
-    `batch_size` rows (None: all at once). Epoch e draws its Lanczos start from a generator seeded
-    with base + e, base drawn once from `generator`, so a resumed run records what an
-    uninterrupted one would.
+    and history.extra["grad_norm"] (the paper's Figure 5), and the epoch to history.extra["tracked_epoch"].
+    when(epoch, history) -> bool picks the epochs that are measured (default: every one; see
+    :func:`around_loss`). Both pass over the data in chunks of `batch_size` rows (None: all at once).
+    Epoch e draws its Lanczos start from a generator seeded with base + e, base drawn once from
+    `generator`, so a resumed run records what an uninterrupted one would.
     """
     base = int(torch.randint(0, 2**62, (1,), generator=generator))
 
     def callback(epoch: int, model: nn.Module, history) -> None:
+        if when is not None and not when(epoch, history):
+            return
         gen = torch.Generator().manual_seed(base + epoch)
         est = eigenpairs(model, data, loss_fn=loss_fn, tol=tol, max_iter=max_iter, batch_size=batch_size,
                          generator=gen)
         g = gradient(model, data if gradient_data is None else gradient_data, loss_fn=loss_fn, batch_size=batch_size)
         history.extra.setdefault("top_eigenvalue", []).append(est.eigenvalues[0].item())
         history.extra.setdefault("grad_norm", []).append(g.norm().item())
+        history.extra.setdefault("tracked_epoch", []).append(epoch)
     return callback
+
+
+def around_loss(target: float) -> Callable[[int, object], bool]:
+    """A `when` for :func:`tracker`: the first epoch, and the epochs around the one where the training
+    loss first falls to `target` (an epoch at or below it, or one whose loss, extrapolated
+    geometrically from the last two epochs, reaches it in the next epoch), so that
+    :func:`at_loss` can interpolate there without measuring every epoch of a long run.
+
+    >>> from types import SimpleNamespace
+    >>> when = around_loss(0.1)
+    >>> [when(e, SimpleNamespace(train_loss=loss)) for e, loss in enumerate([[1.0], [1.0, 0.5], [1.0, 0.5, 0.2]])]
+    [True, False, True]
+    """
+    if not target > 0:
+        raise ValueError(f"target must be > 0, got {target}")
+
+    def when(epoch: int, history) -> bool:
+        loss = history.train_loss
+        if epoch == 0 or loss[-1] <= target:
+            return True
+        return len(loss) >= 2 and loss[-1] ** 2 / max(loss[-2], 1e-30) <= target
+    return when
+
+
+def at_loss(history, target: float, key: str = "top_eigenvalue") -> float:
+    """history.extra[key] at the training loss `target`: interpolated linearly in (log loss, log value)
+    between the last tracked epoch above the target and the first at or below it (that epoch's value
+    where the epoch before was not tracked). Raises ValueError if the run never reached the target.
+    """
+    epochs, values = history.extra.get("tracked_epoch", []), history.extra.get(key, [])
+    if len(epochs) != len(values) or not epochs:
+        raise ValueError(f"history has no tracked {key!r} with its epochs")
+    loss = {e: history.train_loss[i] for i, e in enumerate(history.epoch)}
+    below = [i for i, e in enumerate(epochs) if loss[e] <= target]
+    if not below:
+        raise ValueError(f"the run never reached training loss {target:g} (last {history.train_loss[-1]:.3g})")
+    j = below[0]
+    if j == 0 or epochs[j - 1] != epochs[j] - 1 or values[j] <= 0 or values[j - 1] <= 0:
+        return float(values[j])
+    l0, l1 = math.log(loss[epochs[j - 1]]), math.log(loss[epochs[j]])
+    t = 1.0 if l0 == l1 else (l0 - math.log(target)) / (l0 - l1)
+    return float(math.exp((1 - t) * math.log(values[j - 1]) + t * math.log(values[j])))
 
 
 def train_tracked(data, config: "TrainConfig", *, model: str, model_kwargs: Mapping | None = None, hessian_data: Batch,
                   fgsm_eps: float = 0.0, batch_size: int | None = None, cache: "Cache | None" = None,
-                  progress: bool = False) -> tuple[nn.Module, "History"]:
+                  progress: bool = False, track: bool | str = True) -> tuple[nn.Module, "History"]:
     """Train `model` (a `genlens.core.models` name) on `data` (an ImageData) with :func:`tracker` on
-    `hessian_data` (the gradient norm on the whole training set), cached by its specification.
+    `hessian_data` (the gradient norm on the whole training set), cached by its specification; the
+    initialisation is seeded by config.seed (in `core.train.train_cached`), as is the tracker.
 
+    Every epoch is measured; a config with `stop_at_train_loss` (which needs `exact_train_metrics`)
+    trains until the training loss reaches it and measures only :func:`around_loss` it, so that
+    :func:`at_loss` gives the curvature at that loss. track="ends" measures only the first and the last
+    epoch; track=False trains without measuring.
     fgsm_eps > 0 replaces every training batch by its FGSM adversarial version of that L-inf radius
-    (the paper's robust training, Sec. 5). The tracker's generator is seeded with config.seed.
-    Returns (model in eval mode, History with extra "top_eigenvalue" and "grad_norm"), as
-    `genlens.core.train.train_cached` does.
+    (the paper's robust training, Sec. 5). Returns (model in eval mode, History with extra
+    "top_eigenvalue", "grad_norm" and "tracked_epoch"), as `genlens.core.train.train_cached` does.
     """
     from functools import partial
 
@@ -737,15 +749,21 @@ def train_tracked(data, config: "TrainConfig", *, model: str, model_kwargs: Mapp
     from ..core.train import train_cached
     from .attacks import fgsm
 
+    target = config.stop_at_train_loss
+    if target is not None and not config.exact_train_metrics:
+        raise ValueError("a config with stop_at_train_loss needs exact_train_metrics=True (the whole set's loss)")
+    if track not in (True, False, "ends"):
+        raise ValueError(f"track must be True, False or 'ends', got {track!r}")
     kwargs = dict(model_kwargs or {})
     spec = {"data": data.name, "n_train": len(data.x_train), "model": model, "model_kwargs": kwargs,
-            "adversarial_fgsm_eps": fgsm_eps, "track": ["hessian-top", len(hessian_data[0]), config.seed]}
-
-    def build() -> nn.Module:
-        torch.manual_seed(config.seed)
-        return build_for(model, data.image_shape, data.num_classes, **kwargs)
-
+            "adversarial_fgsm_eps": fgsm_eps}
+    if track:
+        spec["track"] = ["hessian-top", len(hessian_data[0]), config.seed] + ([] if target is None else ["around", target])
+        spec["track"] += ["ends"] if track == "ends" else []
+    ends = lambda epoch, history: epoch in (0, config.epochs - 1)  # noqa: E731
+    when = around_loss(target) if target is not None else ends if track == "ends" else None
     callback = tracker(hessian_data, (data.x_train, data.y_train), batch_size=batch_size,
-                       generator=torch.Generator().manual_seed(config.seed))
-    return train_cached(build, data, config, spec=spec, cache=cache, callback=callback, progress=progress,
+                       generator=torch.Generator().manual_seed(config.seed), when=when) if track else None
+    return train_cached(partial(build_for, model, data.image_shape, data.num_classes, **kwargs), data, config,
+                        spec=spec, cache=cache, callback=callback, progress=progress,
                         perturb=partial(fgsm, eps=fgsm_eps) if fgsm_eps else None)
