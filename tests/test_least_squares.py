@@ -56,3 +56,54 @@ def test_errors_name_the_argument():
         sgd_least_squares(X, Y[:, 0], epochs=1, batch_size=5, lr=0.1)
     with pytest.raises(TypeError, match="x must be floating point"):
         random_fourier_features(torch.zeros(3, 4, dtype=torch.long), 8, 1.0)
+
+
+def test_median_distance_matches_scipy():
+    from scipy.spatial.distance import pdist
+    import numpy as np
+
+    from genlens.lenses.least_squares import median_distance
+
+    x = torch.rand(40, 1, 3, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert median_distance(x) == pytest.approx(float(np.median(pdist(x.reshape(40, -1).numpy()))), rel=1e-12)
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        median_distance(x[:1])
+
+
+def test_gabor_features_match_scipy_correlation():
+    import numpy as np
+    from scipy.signal import correlate2d
+
+    from genlens.lenses.least_squares import gabor_bank, gabor_features
+
+    bank = gabor_bank(5, (4.0,), 2)
+    assert bank.shape == (4, 1, 5, 5)
+    # an entry of the filter, typed from the formula: lam 4, theta pi/2 (u' = v), odd filter, row +1, column -2
+    sigma = 0.5 * 4.0
+    assert bank[3, 0, 3, 0].item() == pytest.approx(np.exp(-(4 + 1) / (2 * sigma**2)) * np.sin(2 * np.pi * 1 / 4.0))
+    assert abs(bank[0].sum().item()) < 1e-12  # even filters have zero mean
+    x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    out = gabor_features(x, bank, pool=2)
+    assert out.shape == (3, 2 * 4 * 4)
+    for n in range(3):
+        img = x[n, 0].numpy()
+        for p in range(2):
+            even = correlate2d(img, bank[p, 0].numpy(), mode="same")
+            odd = correlate2d(img, bank[p + 2, 0].numpy(), mode="same")
+            energy = np.sqrt(even**2 + odd**2).reshape(4, 2, 4, 2).mean(axis=(1, 3))
+            np.testing.assert_allclose(out[n].reshape(2, 4, 4)[p].numpy(), energy, rtol=1e-10, atol=1e-12)
+
+
+def test_gabor_energy_prefers_the_matching_orientation():
+    from genlens.lenses.least_squares import gabor_bank, gabor_features
+
+    bank = gabor_bank(9, (4.0,), 4)
+    r = torch.arange(16, dtype=torch.float64)
+    v, u = torch.meshgrid(r, r, indexing="ij")
+    vertical_stripes = torch.cos(2 * torch.pi * u / 4.0)[None, None]  # varies along u: theta = 0
+    energy = gabor_features(vertical_stripes, bank, pool=16)[0]
+    assert energy.argmax().item() == 0
+    with pytest.raises(ValueError, match="positive odd"):
+        gabor_bank(4, (4.0,), 2)
+    with pytest.raises(ValueError, match="1 channel"):
+        gabor_features(torch.zeros(1, 3, 8, 8), bank, pool=2)

@@ -71,3 +71,62 @@ def row_space_residual(X: torch.Tensor, w: torch.Tensor) -> float:
     Q, _ = torch.linalg.qr(X.double().T)  # (D, N) orthonormal basis of the row space
     wd = w.double()
     return ((wd - Q @ (Q.T @ wd)).norm() / wd.norm().clamp_min(1e-300)).item()
+
+
+def median_distance(x: torch.Tensor) -> float:
+    """Median Euclidean distance between distinct rows of x (N, ...) flattened to (N, D), N <= 5,000: a kernel bandwidth scale.
+
+    >>> median_distance(torch.tensor([[0.0], [1.0], [3.0]]))
+    2.0
+    """
+    check_tensor(x, "x", floating=True)
+    X = x.reshape(len(x), -1).double()
+    if len(X) < 2:
+        raise ValueError(f"x needs at least 2 rows, got {len(X)}")
+    i, j = torch.triu_indices(len(X), len(X), offset=1)
+    return torch.quantile(torch.cdist(X, X)[i, j], 0.5).item()  # the usual median (mean of the middle two)
+
+
+def gabor_bank(size: int, wavelengths: tuple[float, ...], n_orientations: int, *,
+               sigma_ratio: float = 0.5) -> torch.Tensor:
+    """Even (cosine, zero-mean) and odd (sine) Gabor filters: (2 P, 1, size, size) float64, P = len(wavelengths) * n_orientations.
+
+    Filter p = (wavelength lam, angle theta = k pi / n_orientations) is exp(-(u'^2 + v'^2) / (2 sigma^2)) times
+    cos (rows 0..P-1) or sin (rows P..2P-1) of 2 pi u' / lam, with u' = u cos theta + v sin theta
+    (u the column, v the row offset from the centre) and sigma = sigma_ratio * lam. The preprocessing of the
+    minimum-norm experiment of Zhang et al. (2017), Section 5 (a wavelet transform there; see `gabor_features`).
+    """
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"size must be a positive odd number of pixels, got {size}")
+    if not wavelengths or min(wavelengths) <= 0 or n_orientations < 1:
+        raise ValueError(f"need positive wavelengths and n_orientations >= 1, got {wavelengths}, {n_orientations}")
+    r = torch.arange(size, dtype=torch.float64) - size // 2
+    v, u = torch.meshgrid(r, r, indexing="ij")  # v: row offset, u: column offset
+    even, odd = [], []
+    for lam in wavelengths:
+        for k in range(n_orientations):
+            theta = math.pi * k / n_orientations
+            up = u * math.cos(theta) + v * math.sin(theta)
+            envelope = torch.exp(-(u**2 + v**2) / (2 * (sigma_ratio * lam) ** 2))
+            e = envelope * torch.cos(2 * math.pi * up / lam)
+            even.append(e - envelope * (e.sum() / envelope.sum()))  # zero mean: no response to flat regions
+            odd.append(envelope * torch.sin(2 * math.pi * up / lam))
+    return torch.stack(even + odd)[:, None]
+
+
+def gabor_features(x: torch.Tensor, bank: torch.Tensor, *, pool: int) -> torch.Tensor:
+    """Local Gabor energy: x (N, 1, H, W) -> (N, P * (H // pool) * (W // pool)).
+
+    Correlates each image with the even and odd filters of `bank` (`gabor_bank`, zero padding, same size),
+    takes the modulus sqrt(even^2 + odd^2) of each pair and averages it over pool x pool blocks.
+    """
+    check_tensor(x, "x (N, 1, H, W)", ndim=4, floating=True)
+    if x.shape[1] != 1:
+        raise ValueError(f"x must have 1 channel, got shape {tuple(x.shape)}")
+    check_tensor(bank, "bank (2P, 1, k, k)", ndim=4, floating=True)
+    if bank.shape[0] % 2 or bank.shape[1] != 1:
+        raise ValueError(f"bank must be (2P, 1, k, k) as gabor_bank makes it, got shape {tuple(bank.shape)}")
+    resp = torch.nn.functional.conv2d(x.to(bank.dtype), bank.to(x.device), padding=bank.shape[-1] // 2)
+    P = bank.shape[0] // 2
+    energy = (resp[:, :P] ** 2 + resp[:, P:] ** 2).sqrt()
+    return torch.nn.functional.avg_pool2d(energy, pool).reshape(len(x), -1)
