@@ -296,7 +296,7 @@ def write_results_page(root: Path) -> Path:
             lines += [f"### {c} ({profile})", ""]
             if "findings" in r:
                 lines += [markdown_table(["finding", "source", "this run [interval]", "verdict"],
-                                         [[f.statement, f.source, f.run_text(), f.verdict + (" (borderline)" if f.borderline else "")]
+                                         [[f"{f.statement} ({f.quantity})", f.source, f.run_text(), f.verdict + (" (borderline)" if f.borderline else "")]
                                           for f in map(Finding.from_dict, r["findings"])]), ""]
                 if r["checks"]:
                     lines += [markdown_table(["check", "holds"], [[r["check_text"].get(k, k), "yes" if v else "**no**"]
