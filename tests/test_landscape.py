@@ -297,9 +297,9 @@ def test_loss_rise_and_end_rise_of_known_curves():
     curves = torch.stack([ts**2, 3 * ts**2 + 1, ts.abs()])  # rises at 0.5: 0.25, 0.75, 0.5
     torch.testing.assert_close(L.loss_rise(curves, ts), torch.tensor([0.25, 0.75, 0.5], dtype=torch.float64))
     alphas = torch.linspace(-0.5, 1.5, 21)
-    f = 2 * alphas**2 + 5 * (alphas - 1) ** 2  # f(-0.2) - f(0) = 0.08 + 7.2 - 5; f(1.2) - f(1) = 2.88 + 0.2 - 2
+    f = 2 * alphas**2 + 5 * (alphas - 1) ** 2  # f(0.2) - f(0) = 0.08 + 3.2 - 5; f(0.8) - f(1) = 1.28 + 0.2 - 2
     lo, hi = L.end_rise(f, alphas, step=0.2)
-    assert abs(lo - 2.28) < 1e-5 and abs(hi - 1.08) < 1e-5
+    assert abs(lo + 1.72) < 1e-5 and abs(hi + 0.52) < 1e-5
     with pytest.raises(ValueError, match="not a grid point"):
         L.loss_rise(curves, torch.linspace(-1, 1, 10))
 

@@ -471,14 +471,16 @@ def loss_rise(loss: torch.Tensor, ts: Sequence[float] | torch.Tensor, at: float 
 
 
 def end_rise(loss: torch.Tensor, alphas: Sequence[float] | torch.Tensor, step: float = 0.2) -> tuple[float, float]:
-    """How steeply an interpolation curve rises just outside each end: (f(-step) - f(0), f(1 + step) - f(1)).
+    """How steeply an interpolation curve rises from each end into the line: (f(step) - f(0), f(1 - step) - f(1)).
 
-    The plain 1-D plot of Keskar et al. (the paper's Fig. 2) reads the sharper end as the one whose
-    loss rises faster when stepping away from it along the line; `alphas` must contain the four points.
+    The 1-D plot of Keskar et al. (the paper's Fig. 2) reads the sharper end as the one whose loss
+    rises faster when stepping away from it along the line. The steps go inwards, where the
+    interpolated network is always defined (outside [0, 1] BatchNorm variances can turn negative,
+    `interpolation_defined`); `alphas` must contain the four points.
     """
     a = torch.as_tensor(alphas, dtype=torch.float64).flatten()
     L = torch.as_tensor(loss, dtype=torch.float64).flatten()
-    return ((L[_nearest(a, -step)] - L[_nearest(a, 0.0)]).item(), (L[_nearest(a, 1 + step)] - L[_nearest(a, 1.0)]).item())
+    return ((L[_nearest(a, step)] - L[_nearest(a, 0.0)]).item(), (L[_nearest(a, 1 - step)] - L[_nearest(a, 1.0)]).item())
 
 
 def plane_nonconvexities(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], seeds: Sequence[int], *,
