@@ -273,3 +273,83 @@ def test_loop_and_vmap_engines_match_a_plain_forward_pass(batchnorm):
             for name, p in moved.named_parameters():
                 p.add_(a * d1[name] + b * d2[name])
             torch.testing.assert_close(loss, F.cross_entropy(moved(x), y), rtol=1e-5, atol=1e-5)
+
+
+def test_interpolation_is_undefined_exactly_where_a_running_variance_turns_negative():
+    torch.manual_seed(0)
+    a, b = SmallCNN(width=4).eval(), SmallCNN(width=4).eval()
+    var_a, var_b = a.state_dict(), b.state_dict()
+    name = next(k for k in var_a if k.endswith("running_var"))
+    with torch.no_grad():
+        dict(a.named_buffers())[name].fill_(4.0)
+        dict(b.named_buffers())[name].fill_(1.0)  # (1 - t) 4 + t = 4 - 3t > 0  <=>  t < 4/3
+    alphas = torch.tensor([-0.5, 0.0, 1.0, 1.3, 1.34, 1.5])
+    ok = L.interpolation_defined(a, b, alphas)
+    assert ok.tolist() == [True, True, True, True, False, False]
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(8, 1, 12, 12, generator=g), torch.randint(0, 10, (8,), generator=g)
+    loss = L.interpolate(a, b, (x, y), alphas).loss
+    assert torch.isfinite(loss[ok]).all() and torch.isnan(loss[~ok]).all()  # the cause of the lost points
+
+
+def test_loss_rise_and_end_rise_of_known_curves():
+    ts = torch.linspace(-1, 1, 9)
+    curves = torch.stack([ts**2, 3 * ts**2 + 1, ts.abs()])  # rises at 0.5: 0.25, 0.75, 0.5
+    torch.testing.assert_close(L.loss_rise(curves, ts), torch.tensor([0.25, 0.75, 0.5], dtype=torch.float64))
+    alphas = torch.linspace(-0.5, 1.5, 21)
+    f = 2 * alphas**2 + 5 * (alphas - 1) ** 2  # f(0.2) - f(0) = 0.08 + 3.2 - 5; f(0.8) - f(1) = 1.28 + 0.2 - 2
+    lo, hi = L.end_rise(f, alphas, step=0.2)
+    assert abs(lo + 1.72) < 1e-5 and abs(hi + 0.52) < 1e-5
+    with pytest.raises(ValueError, match="not a grid point"):
+        L.loss_rise(curves, torch.linspace(-1, 1, 10))
+
+
+def test_plane_nonconvexities_read_only_the_patch_of_the_full_grid():
+    model, X, y = _quad_problem(D=6)
+    grid = torch.linspace(-1, 1, 11)
+    full = []
+    for s in (3, 4):
+        g = torch.Generator().manual_seed(s)
+        plane = [L.random_direction(model, generator=g), L.random_direction(model, generator=g)]
+        full.append(L.plane_nonconvexity(L.surface(model, (X, y), plane, [grid, grid], loss_fn=half_mse)))
+    patch = L.plane_nonconvexities(model, (X, y), [3, 4], loss_fn=half_mse)
+    assert patch == pytest.approx(full, abs=1e-6)
+
+
+def test_random_plane_hessian_of_a_quadratic_is_its_constant_hessian():
+    model, X, y = _quad_problem(D=6)
+    ext, ab = L.random_plane_hessian(model, (X, y), 5, generator=_gen(2), steps=10, loss_fn=half_mse)
+    ev = torch.linalg.eigvalsh(X.T @ X / len(X))
+    torch.testing.assert_close(ext.lambda_max, ev[-1].expand(5), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(ext.lambda_min, ev[0].expand(5), rtol=1e-4, atol=1e-5)
+    assert ab.shape == (5, 2) and ab.abs().max() <= 1 and len(set(ab[:, 0].tolist())) == 5
+
+
+def test_random_walk_explained_variance_against_numpy():
+    import numpy as np
+
+    assert L.random_walk_explained_variance(3, 50, n_walks=20, generator=_gen(0)) == pytest.approx(1.0)
+    value = L.random_walk_explained_variance(9, 400, n_walks=300, generator=_gen(1))
+    rng = np.random.default_rng(0)
+    shares = []
+    for _ in range(300):
+        path = np.vstack([np.zeros(400), np.cumsum(rng.standard_normal((8, 400)), 0)])
+        c = path - path.mean(0)
+        s2 = np.linalg.svd(c, compute_uv=False) ** 2
+        shares.append(s2[:2].sum() / s2.sum())
+    assert abs(value - np.mean(shares)) < 0.02 and 0.6 < value < 0.95
+
+
+def test_pca_off_plane_share_is_zero_in_the_plane_and_the_rest_otherwise():
+    model = _WB()
+    g = _gen(3)
+    final = torch.cat([model.w.detach().flatten(), model.b.detach()])
+    e = torch.eye(24)
+    path = torch.stack([final + t * e[0] + t**2 * e[1] + (0.1 * t**3) * e[2] for t in torch.linspace(1, 3, 6)])
+    pca = L.pca_directions(model, path)
+    M = (path - final)[:, :20].double()
+    U, S, Vh = torch.linalg.svd(M - M.mean(0), full_matrices=False)
+    P = Vh[:2]
+    expected = ((M - M @ P.T @ P).pow(2).sum() / M.pow(2).sum()).item()
+    assert pca.off_plane == pytest.approx(expected, rel=1e-6)
+    assert 0 < pca.off_plane < 1

@@ -23,18 +23,22 @@ class Settings:
     width_depth: int  # the depth of Section 3's networks
     res_cfg: TrainConfig  # recipe of every residual network (the seed is the chapter's)
     grid: int  # points per axis of the 2-D grids
-    grid_1d: int  # points of the 1-D plots
+    grid_1d: int  # points of the 1-D plots on [-1, 1] (odd, with -0.5 and 0.5 on the grid)
+    grid_interp: int  # points of the interpolation on [-0.5, 1.5] (with -0.2 and 1.2 on the grid)
+    n_seeds: int  # training seeds of Section 1's networks and of the trajectories (the findings' spread)
     n_eval: int  # training images under the 2-D surfaces
     n_eval_1d: int  # training images under the 1-D plots
-    hess_grid: int  # points per axis of the Hessian-ratio map
     hess_n: int  # training images of every Hessian
     hess_steps: int  # Lanczos steps per point
+    hess_points: int  # random points of random planes per network for the Hessian ratio
     traj_depth: int  # depth of the network whose training path is drawn
+    traj_epochs: int  # its epochs (one snapshot after each; the recipe is res_cfg's)
 
     def smoke(self) -> Settings:
         """One epoch, all (already subsetted) training images, 5x5 grids, small Hessians: the code path only."""
         return replace(self, n_train=None, batch_epochs=1, res_cfg=replace(self.res_cfg, epochs=1), grid=5,
-                       grid_1d=5, n_eval=200, n_eval_1d=200, hess_grid=3, hess_n=16, hess_steps=5)
+                       grid_1d=5, n_seeds=2, n_eval=200, n_eval_1d=200, hess_n=16, hess_steps=5,
+                       hess_points=4, traj_epochs=3)
 
 
 PROFILES = {
@@ -43,15 +47,15 @@ PROFILES = {
         batch_cnn=("cnn", {"width": 8}), batch_sizes=(32, 256), batch_epochs=10, batch_lr=0.05,
         depths=(8, 20, 32), widths=(1, 2), width_depth=20,
         res_cfg=TrainConfig(epochs=8, batch_size=64, lr=0.05, schedule="cosine", weight_decay=5e-4),
-        grid=11, grid_1d=21, n_eval=256, n_eval_1d=1000,
-        hess_grid=5, hess_n=32, hess_steps=10, traj_depth=8,
+        grid=11, grid_1d=9, grid_interp=21, n_seeds=3, n_eval=128, n_eval_1d=500,
+        hess_n=32, hess_steps=10, hess_points=12, traj_depth=8, traj_epochs=8,
     ),
     "full": Settings(  # scaled to about 5 minutes on one H100; the paper's values are in the chapter's text
         dataset="cifar10", pool=1, n_train=None,
         batch_cnn=("vgg", {}), batch_sizes=(128, 4096), batch_epochs=15, batch_lr=0.1,
         depths=(20, 56), widths=(1, 2, 4), width_depth=20,
         res_cfg=TrainConfig(epochs=15, batch_size=128, lr=0.1, schedule="cosine", weight_decay=5e-4, augment=True),
-        grid=25, grid_1d=51, n_eval=2000, n_eval_1d=2000,
-        hess_grid=7, hess_n=256, hess_steps=15, traj_depth=20,
+        grid=25, grid_1d=41, grid_interp=41, n_seeds=3, n_eval=2000, n_eval_1d=2000,
+        hess_n=256, hess_steps=15, hess_points=24, traj_depth=20, traj_epochs=15,
     ),
 }

@@ -43,7 +43,8 @@ Engine = Literal["auto", "vmap", "loop"]
 __all__ = [
     "weights", "states", "random_direction", "normalize_direction", "difference", "PointLoss", "evaluate_points",
     "Surface", "surface", "interpolate", "PCATrajectory", "pca_directions", "hessian_extremes",
-    "PlaneCurvature", "plane_curvature", "plane_nonconvexity",
+    "PlaneCurvature", "plane_curvature", "plane_nonconvexity", "interpolation_defined", "loss_rise", "end_rise",
+    "plane_nonconvexities", "random_plane_hessian", "random_walk_explained_variance",
 ]
 
 
@@ -312,13 +313,16 @@ class PCATrajectory:
 
     directions: two unit-norm directions (dicts like the weights); explained_variance_ratio: (2,);
     coords: (T, 2) projections of theta_t - theta_final; residual: (T,) fraction of
-    ||theta_t - theta_final|| that lies outside the plane (0 = on the plane).
+    ||theta_t - theta_final|| that lies outside the plane (0 = on the plane); off_plane: the share
+    of the path's summed squared distance to the end, sum_t ||theta_t - theta_final||^2, that lies
+    outside the plane through theta_final spanned by the two directions (0 = the path lies in it).
     """
 
     directions: tuple[Params, Params]
     explained_variance_ratio: torch.Tensor
     coords: torch.Tensor
     residual: torch.Tensor
+    off_plane: float = float("nan")
 
 
 def pca_directions(model: nn.Module, trajectory: torch.Tensor | Sequence[Mapping[str, torch.Tensor]], *,
@@ -354,9 +358,11 @@ def pca_directions(model: nn.Module, trajectory: torch.Tensor | Sequence[Mapping
     ratio = (S**2 / (S**2).sum())[:2]
     E = Vh[:2]  # (2, P) orthonormal
     coords = M @ E.T  # (T, 2)
-    resid = (M - coords @ E).norm(dim=1) / M.norm(dim=1).clamp_min(1e-30)
+    off = M - coords @ E  # (T, P): the part of each point outside the plane
+    resid = off.norm(dim=1) / M.norm(dim=1).clamp_min(1e-30)
+    off_plane = (off.pow(2).sum() / M.pow(2).sum().clamp_min(1e-30)).item()
     dirs = tuple({n: c.reshape(t.shape).to(t) for (n, t), c in zip(final.items(), e.split(sizes))} for e in E)
-    return PCATrajectory(dirs, ratio.float(), coords.float(), resid.float())  # type: ignore[arg-type]
+    return PCATrajectory(dirs, ratio.float(), coords.float(), resid.float(), off_plane)  # type: ignore[arg-type]
 
 
 # ----------------------------------------------------------------------------- curvature
@@ -423,3 +429,118 @@ def plane_nonconvexity(surf: Surface, *, radius: float = 0.5) -> float:
         raise ValueError(f"no interior grid point lies within radius {radius} of the origin")
     score = (curv.lo.clamp(max=0).abs() / curv.hi.abs().clamp_min(1e-12)).clamp(max=1)
     return score[inner].mean().item()
+
+
+# ----------------------------------------------------------------------------- summaries with spread
+
+def interpolation_defined(model_a: nn.Module, model_b: nn.Module, alphas: Sequence[float] | torch.Tensor) -> torch.Tensor:
+    """Where the interpolated network is defined: a (len(alphas),) bool tensor.
+
+    Along theta(alpha) = (1 - alpha) theta_a + alpha theta_b the BatchNorm running variances are
+    interpolated too; outside [0, 1] a variance can become negative, and the layer then divides by
+    the square root of a negative number (NaN loss). alpha is defined where every interpolated
+    running variance is positive.
+    """
+    al = torch.as_tensor(alphas, dtype=torch.float64).flatten()
+    ok = torch.ones(len(al), dtype=torch.bool)
+    a, b = states(model_a), states(model_b)
+    for name in a:
+        if name.endswith("running_var"):
+            va, vb = a[name].double().flatten().cpu(), b[name].double().flatten().cpu()
+            v = (1 - al[:, None]) * va[None] + al[:, None] * vb[None]  # (A, C)
+            ok &= (v > 0).all(dim=1)
+    return ok
+
+
+def _nearest(ts: torch.Tensor, t: float) -> int:
+    i = int(torch.argmin((ts - t).abs()))
+    if abs(float(ts[i]) - t) > 1e-4 * max(1.0, abs(t)):
+        raise ValueError(f"{t} is not a grid point of the curve (nearest {float(ts[i])})")
+    return i
+
+
+def loss_rise(loss: torch.Tensor, ts: Sequence[float] | torch.Tensor, at: float = 0.5) -> torch.Tensor:
+    """Sharpness of 1-D curves: 1/2 [f(-at) + f(at)] - f(0), over the last dim of `loss` (..., T).
+
+    `ts` (T,) must contain -at, 0 and at. Returns a tensor of shape loss.shape[:-1].
+    """
+    t = torch.as_tensor(ts, dtype=torch.float64).flatten()
+    lo, mid, hi = _nearest(t, -at), _nearest(t, 0.0), _nearest(t, at)
+    L = torch.as_tensor(loss, dtype=torch.float64)
+    return (L[..., lo] + L[..., hi]) / 2 - L[..., mid]
+
+
+def end_rise(loss: torch.Tensor, alphas: Sequence[float] | torch.Tensor, step: float = 0.2) -> tuple[float, float]:
+    """How steeply an interpolation curve rises from each end into the line: (f(step) - f(0), f(1 - step) - f(1)).
+
+    The 1-D plot of Keskar et al. (the paper's Fig. 2) reads the sharper end as the one whose loss
+    rises faster when stepping away from it along the line. The steps go inwards, where the
+    interpolated network is always defined (outside [0, 1] BatchNorm variances can turn negative,
+    `interpolation_defined`); `alphas` must contain the four points.
+    """
+    a = torch.as_tensor(alphas, dtype=torch.float64).flatten()
+    L = torch.as_tensor(loss, dtype=torch.float64).flatten()
+    return ((L[_nearest(a, step)] - L[_nearest(a, 0.0)]).item(), (L[_nearest(a, 1 - step)] - L[_nearest(a, 1.0)]).item())
+
+
+def plane_nonconvexities(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], seeds: Sequence[int], *,
+                         radius: float = 0.5, spacing: float = 0.2, cache: Cache | bool | None = None,
+                         **kw) -> list[float]:
+    """`plane_nonconvexity` on one plane of two filter-normalized random directions per seed.
+
+    Only the patch the score reads is evaluated: the square grid with the given `spacing` that
+    reaches one step beyond `radius` (7x7 points for radius 0.5 and spacing 0.2), so the score
+    equals that of a larger grid with the same spacing through the origin. The plane of seed s uses
+    the directions drawn from ``torch.Generator().manual_seed(s)`` (first direction, then second).
+    """
+    half = int(round(radius / spacing)) + 1
+    axis = torch.arange(-half, half + 1, dtype=torch.float64).float() * spacing
+    out = []
+    for s in seeds:
+        g = torch.Generator().manual_seed(int(s))
+        plane = [random_direction(model, generator=g), random_direction(model, generator=g)]
+        out.append(plane_nonconvexity(surface(model, data, plane, [axis, axis], cache=cache, **kw), radius=radius))
+    return out
+
+
+def random_plane_hessian(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], n: int, *,
+                         generator: torch.Generator, steps: int = 10, span: float = 1.0,
+                         loss_fn: LossFn = F.cross_entropy, points_per_pass: int = 8) -> tuple[hessian.Extremes, torch.Tensor]:
+    """Hessian extremes at `n` independent random points of random filter-normalized planes (Fig. 7 with spread).
+
+    Point i is theta* + a_i d_i + b_i e_i with its own pair (d_i, e_i) of filter-normalized random
+    directions and (a_i, b_i) uniform on [-span, span]^2, all drawn from `generator` in the order
+    (a_i, b_i, d_i, e_i). Averaging |lambda_min / lambda_max| over the points estimates the mean of
+    the paper's ratio map over a random plane, and the points are independent replicates of it.
+    Returns the `hessian.Extremes` of the n points and their coordinates (n, 2).
+    """
+    op = hessian.HessianOperator(model, data, loss_fn=loss_fn)
+    coords, rows = [], []
+    for _ in range(n):
+        ab = (torch.rand(2, generator=generator, dtype=torch.float64) * 2 - 1) * span
+        d, e = (op.flatten({k: t.get(k, torch.zeros(s, device=op.device)) for k, s in zip(op.names, op.shapes)})
+                for t in (random_direction(model, generator=generator), random_direction(model, generator=generator)))
+        coords.append(ab)
+        rows.append(op.w0 + ab[0].to(op.dtype) * d + ab[1].to(op.dtype) * e)
+    ext = hessian.extremes(model, data, torch.stack(rows), steps=steps, points_per_pass=points_per_pass,
+                           generator=generator, operator=op)
+    return ext, torch.stack(coords).float()
+
+
+def random_walk_explained_variance(n_points: int, dim: int, *, n_walks: int = 200,
+                                   generator: torch.Generator | None = None) -> float:
+    """Share of variance that the two PCA directions of `pca_directions` explain for a random walk.
+
+    The null for the paper's Fig. 9: n_points positions of an isotropic Gaussian random walk in
+    `dim` dimensions, taken relative to the last one, centred and reduced to their top two principal
+    components as `pca_directions` does; the mean over `n_walks` walks. A walk has no preferred
+    plane, yet with few points most of its variance still lies in two directions.
+    """
+    if n_points < 3:
+        raise ValueError(f"need at least 3 points, got {n_points}")
+    steps = torch.randn(n_walks, n_points - 1, dim, generator=generator, dtype=torch.float64)
+    path = torch.cat([torch.zeros(n_walks, 1, dim, dtype=torch.float64), steps.cumsum(1)], 1)  # (W, T, D)
+    M = path - path[:, -1:]
+    centred = M - M.mean(1, keepdim=True)
+    s2 = torch.linalg.svdvals(centred) ** 2  # (W, min(T, D))
+    return (s2[:, :2].sum(1) / s2.sum(1)).mean().item()
