@@ -41,7 +41,7 @@ PROFILES = {
                       track_radii=(2, 4, 8), fig_radius=4, finding_radii=(4, 8),
                       sweep_radii=(1, 2, 3, 4, 5, 6, 8, 10, 12, 14), defence_radii=(3, 4, 6, 8),
                       defence_finding_radii=(4, 8), rhos=(0.1, 0.25, 0.5, 1.0), n_seeds=3, n_attack=1000, bn_eval_batch=100,
-                      memo_subset=128, memo_width=16,
+                      memo_subset=200, memo_width=16,
                       memo=TrainConfig(epochs=250, batch_size=32, optimizer="adam", lr=3e-3, **_FIT)),
     "full": Settings(dataset="cifar10", width=64, train=TrainConfig(epochs=30, batch_size=128, lr=0.05), eps=0.03,
                      train_steps=10, train_alpha=0.003, adv_optimizer="adam", adv_lr=1e-3,
