@@ -137,3 +137,15 @@ def test_attacks_follow_the_data_device(device):
     for x_adv in (fgsm(model, x, y, 0.1), pgd(model, x, y, 0.1, steps=3, generator=torch.Generator().manual_seed(0))):
         assert x_adv.device.type == device and (x_adv - x).abs().max() <= 0.1 + 1e-6
     assert 0.0 <= accuracy_under(model, lambda a, b: fgsm(model, a, b, 0.1), x, y) <= 1.0
+
+
+def test_correct_under_is_per_image_and_averages_to_accuracy_under():
+    from genlens.lenses.attacks import correct_under
+    model, x, y = _model_and_data()
+    attack = lambda a, b: pgd(model, a, b, 0.2, steps=5, random_start=False)  # noqa: E731
+    each = correct_under(model, attack, x, y, batch_size=20)
+    assert each.shape == (64,) and each.dtype == torch.bool
+    with torch.no_grad():
+        want = model(torch.cat([attack(x[i:i + 20], y[i:i + 20]) for i in range(0, 64, 20)])).argmax(1) == y
+    assert torch.equal(each, want)
+    assert each.float().mean().item() == accuracy_under(model, attack, x, y, batch_size=20)

@@ -269,3 +269,61 @@ def test_filters_and_band_accuracy_follow_the_data_device(device):
     if device != "cpu":
         with pytest.raises(ValueError, match="model is on cuda"):
             fourier.band_accuracy(moved, (x, y), [2])
+
+
+def _bn_net(seed=0):
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3, padding=1), torch.nn.BatchNorm2d(3), torch.nn.ReLU(),
+                              torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4))
+    with torch.no_grad():  # running averages far from any batch's moments, so the two protocols differ
+        net[1].running_mean.fill_(3.0)
+        net[1].running_var.fill_(0.01)
+        net[1].weight.uniform_(0.5, 1.5)
+        net[1].bias.uniform_(-0.5, 0.5)
+    return net.train()
+
+
+def _batch_moments_logits(net, x):
+    """HaohanWang/HFC's test-time BatchNorm written out: tf.nn.moments of the batch (biased variance)."""
+    conv, bn, _, _, lin = net
+    h = conv(x)
+    mean, var = h.mean((0, 2, 3), keepdim=True), h.var((0, 2, 3), unbiased=False, keepdim=True)
+    h = (h - mean) / torch.sqrt(var + bn.eps) * bn.weight.view(1, -1, 1, 1) + bn.bias.view(1, -1, 1, 1)
+    return lin(torch.relu(h).flatten(1))
+
+
+def test_band_correct_with_batch_statistics_matches_batch_moments_and_restores_the_model():
+    net = _bn_net()
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.rand(10, 1, 8, 8, generator=g), torch.randint(0, 4, (10,), generator=g)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    low, high = fourier.band_correct(net, (x, y), 2.5, batch_stats=True, batch_size=4)
+    parts = fourier.band_parts(x, 2.5)
+    with torch.no_grad():
+        for got, part in zip((low, high), parts):
+            want = torch.cat([_batch_moments_logits(net, part[i:i + 4]) for i in range(0, 10, 4)]).argmax(1) == y
+            assert torch.equal(got, want)
+        running = [net.eval()(p).argmax(1) == y for p in parts]
+    net.train()
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items()), "running averages must not move"
+    assert net.training and net[1].training
+    assert [torch.equal(a, b) for a, b in zip(fourier.band_correct(net, (x, y), 2.5), running)] == [True, True]
+    acc = fourier.band_accuracy({"bn": net}, (x, y), [2.5], batch_stats=True, batch_size=4)["bn"]
+    assert (acc.low[0], acc.high[0]) == (low.float().mean().item(), high.float().mean().item())
+
+
+def test_hf_only_excess_is_observed_minus_independent_expectation():
+    g = torch.Generator().manual_seed(0)
+    h, l = torch.rand(500, generator=g) < 0.3, torch.rand(500, generator=g) < 0.6
+    observed = (h & ~l).double().mean()
+    expected = h.double().mean() * (1 - l.double().mean())
+    assert fourier.hf_only_excess(h, l).mean().item() == pytest.approx((observed - expected).item(), abs=1e-12)
+    with pytest.raises(ValueError, match="same shape"):
+        fourier.hf_only_excess(h, l[:3])
+
+
+def test_kernel_roughness_each_closed_forms():
+    w = torch.stack([torch.ones(3, 3), torch.tensor([[1.0, -1, 1], [-1, 1, -1], [1, -1, 1]]), torch.zeros(3, 3)])[:, None]
+    each = fourier.kernel_roughness_each(w)
+    assert each[:2].tolist() == [0.0, pytest.approx(16 / 3)] and each[2].isnan()
+    assert fourier.kernel_roughness(w) == pytest.approx(8 / 3)

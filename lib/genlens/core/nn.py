@@ -13,7 +13,7 @@ from typing import Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
-__all__ = ["eval_mode", "model_device", "check_model", "check_tensor", "check_pair", "activations",
+__all__ = ["eval_mode", "eval_mode_batch_stats", "model_device", "check_model", "check_tensor", "check_pair", "activations",
            "flat_parameters"]
 
 
@@ -35,6 +35,39 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m, mode in modes.items():
             m.train(mode)
+
+
+_BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+@contextmanager
+def eval_mode_batch_stats(model: nn.Module) -> Iterator[nn.Module]:
+    """`eval_mode`, except that every BatchNorm layer normalizes with the statistics of the batch it sees.
+
+    This is how some papers' code evaluates (e.g. HaohanWang/HFC normalizes with ``tf.nn.moments`` of the
+    current batch at test time too): predictions then depend on the batch, so evaluate in the batches the
+    paper used. The running averages (and ``num_batches_tracked``) are left exactly as they were, and
+    every submodule's train flag is restored afterwards, also on an exception. Use `eval_mode` unless a
+    chapter needs this protocol.
+
+    >>> net = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
+    >>> with eval_mode_batch_stats(net):
+    ...     out = net(torch.randn(8, 2))
+    >>> bool(out.mean(0).abs().max() < 1e-5), net[1].running_mean.abs().max().item(), net.training
+    (True, 0.0, True)
+    """
+    with eval_mode(model):
+        norms = [m for m in model.modules() if isinstance(m, _BATCHNORM)]
+        saved = [{k: b.detach().clone() for k, b in m.named_buffers(recurse=False) if b is not None} for m in norms]
+        for m in norms:
+            m.train()
+        try:
+            yield model
+        finally:
+            with torch.no_grad():
+                for m, buffers in zip(norms, saved):
+                    for k, b in buffers.items():
+                        getattr(m, k).copy_(b)
 
 
 def model_device(model: nn.Module) -> torch.device | None:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.nn import check_model, check_tensor, model_device
-from ..core.train import evaluate
+from ..core.train import evaluate, predict
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -104,6 +104,16 @@ def accuracy_under(model: nn.Module, attack: Callable[[torch.Tensor, torch.Tenso
     _check(model, x, y, 0.0)
     attacked = torch.cat([attack(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x), batch_size)])
     return evaluate(model, attacked, y)[1]
+
+
+def correct_under(model: nn.Module, attack: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                  x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """Per-image correctness (N,) bool of `model` (eval mode) on attack(x, y), attacked in batches as in
+    `accuracy_under` (whose value is its mean): for intervals over the attacked images, and for paired
+    comparisons of two models on the same images."""
+    _check(model, x, y, 0.0)
+    attacked = torch.cat([attack(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+    return predict(model, attacked).argmax(1) == y
 
 
 def distortion(x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:

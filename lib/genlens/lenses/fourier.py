@@ -27,12 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core.nn import check_model, check_pair, check_tensor
+from ..core.nn import check_model, check_pair, check_tensor, eval_mode_batch_stats
 from ..core.train import evaluate, predict
 
 __all__ = ["radial_mask", "split", "low_pass", "LowPass", "rescale_max", "smooth_kernels", "lowpass_kernels",
-           "kernel_roughness", "first_conv", "with_smoothed_kernels",
-           "band_parts", "band_predictions", "BandAccuracy", "band_accuracy", "band_tracker"]
+           "kernel_roughness", "kernel_roughness_each", "first_conv", "with_smoothed_kernels",
+           "band_parts", "band_predictions", "band_correct", "hf_only_excess", "BandAccuracy", "band_accuracy",
+           "band_tracker"]
 
 
 def _check_images(images: torch.Tensor, radius: float) -> None:
@@ -239,12 +240,20 @@ def kernel_roughness(weight: torch.Tensor) -> float:
     0 for constant kernels; 16/3 for a 3x3 checkerboard of +-1; larger means less smooth. Slices that are
     all zero are skipped. weight: (O, I, kH, kW).
     """
+    each = kernel_roughness_each(weight)
+    keep = ~each.isnan()
+    return float(each[keep].mean()) if keep.any() else 0.0
+
+
+def kernel_roughness_each(weight: torch.Tensor) -> torch.Tensor:
+    """The roughness of `kernel_roughness` for every (out, in) slice of a conv weight (O, I, kH, kW), in
+    order out-major: (O * I,) float64, NaN for an all-zero slice. Two models trained from the same
+    initialisation can be compared slice by slice."""
     check_tensor(weight, "conv weight (O, I, kH, kW)", ndim=4)
     w = weight.detach().double().flatten(0, 1)  # (O*I, kH, kW)
     diffs = (w[:, 1:, :] - w[:, :-1, :]).pow(2).sum((1, 2)) + (w[:, :, 1:] - w[:, :, :-1]).pow(2).sum((1, 2))
     energy = w.pow(2).sum((1, 2))  # (O*I,)
-    keep = energy > 0
-    return float((diffs[keep] / energy[keep]).mean()) if keep.any() else 0.0
+    return torch.where(energy > 0, diffs / energy.clamp_min(1e-300), torch.full_like(energy, math.nan))
 
 
 def first_conv(model: nn.Module) -> nn.Conv2d:
@@ -294,6 +303,60 @@ def band_predictions(model: nn.Module, images: torch.Tensor, radius: float, *, r
     return predict(model, low, batch_size).softmax(1), predict(model, high, batch_size).softmax(1)
 
 
+@torch.no_grad()
+def _logits(model: nn.Module, x: torch.Tensor, batch_size: int, batch_stats: bool) -> torch.Tensor:
+    """Logits (N, K) float32 of `model` on x in batches: `predict` (eval mode), or with batch_stats every
+    BatchNorm layer normalized by the statistics of each batch (`core.nn.eval_mode_batch_stats`)."""
+    if not batch_stats:
+        return predict(model, x, batch_size)
+    with eval_mode_batch_stats(model):
+        return torch.cat([model(x[i : i + batch_size]).float() for i in range(0, len(x), batch_size)])
+
+
+def _batch_size(batch_size: int | None, batch_stats: bool) -> int:
+    size = batch_size if batch_size is not None else (100 if batch_stats else 1000)
+    if size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {size}")
+    return size
+
+
+def band_correct(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor], radius: float, *, rescale: bool = True,
+                 batch_stats: bool = False, batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image correctness (low (N,), high (N,), bool) of `model` on the two `band_parts` of
+    data = (images (N, C, H, W), labels (N,)) at `radius`, for intervals over the test images.
+
+    batch_stats=False evaluates in eval mode (BatchNorm with its running averages); batch_stats=True
+    normalizes every BatchNorm layer with the statistics of each batch of `batch_size` images (default
+    100, the batch size of HaohanWang/HFC, whose models evaluate this way), in the images' order.
+    Models without BatchNorm give the same answer either way. The model's state is restored.
+
+    >>> net = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    >>> [t.shape for t in band_correct(net, (torch.rand(6, 1, 4, 4), torch.zeros(6, dtype=torch.long)), 1)]
+    [torch.Size([6]), torch.Size([6])]
+    """
+    images, labels = check_pair(model, data)
+    size = _batch_size(batch_size, batch_stats)
+    low, high = band_parts(images, radius, rescale=rescale)
+    return tuple(_logits(model, part, size, batch_stats).argmax(1) == labels for part in (low, high))
+
+
+def hf_only_excess(high_correct: torch.Tensor, low_correct: torch.Tensor) -> torch.Tensor:
+    """Per-image terms (N,) float64 whose mean is the fraction of images right on the HFC and wrong on the
+    LFC minus the fraction expected if the two were independent, mean(h (1 - l)) - mean(h) (1 - mean(l)):
+    the term of image i is -(h_i - mean(h)) (l_i - mean(l)). Positive: right-on-HFC-only happens more often
+    than the two accuracies alone predict. (A bootstrap of these terms keeps the two means fixed.)
+
+    >>> h, l = torch.tensor([1, 1, 0, 0]), torch.tensor([0, 0, 1, 1])
+    >>> hf_only_excess(h, l).mean().item()  # 2/4 observed, 1/2 * 1/2 expected
+    0.25
+    """
+    h = check_tensor(high_correct, "high_correct", ndim=1).double()
+    l = check_tensor(low_correct, "low_correct", ndim=1).double()
+    if h.shape != l.shape:
+        raise ValueError(f"high_correct and low_correct must have the same shape, got {tuple(h.shape)} and {tuple(l.shape)}")
+    return -(h - h.mean()) * (l - l.mean())
+
+
 @dataclass(frozen=True)
 class BandAccuracy:
     """Accuracy (fraction in [0, 1]) of one model on the low- and high-frequency parts at each radius."""
@@ -304,9 +367,11 @@ class BandAccuracy:
 
 
 def band_accuracy(models: Mapping[str, nn.Module], data: tuple[torch.Tensor, torch.Tensor], radii: Sequence[float],
-                  *, rescale: bool = True) -> dict[str, BandAccuracy]:
+                  *, rescale: bool = True, batch_stats: bool = False, batch_size: int | None = None
+                  ) -> dict[str, BandAccuracy]:
     """Accuracy of each model (in eval mode) on the `band_parts` of data = (images (N, C, H, W), labels (N,))
     at every radius: name -> `BandAccuracy`. The images are split once per radius for all the models.
+    batch_stats=True normalizes BatchNorm layers with each batch's statistics instead (see `band_correct`).
 
     >>> net = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
     >>> band_accuracy({"net": net}, (torch.rand(6, 1, 4, 4), torch.zeros(6, dtype=torch.long)), [1, 2])["net"].radii
@@ -321,8 +386,13 @@ def band_accuracy(models: Mapping[str, nn.Module], data: tuple[torch.Tensor, tor
     for r in radii:
         lo, hi = band_parts(images, r, rescale=rescale)
         for name, model in models.items():
-            low[name].append(evaluate(model, lo, labels)[1])
-            high[name].append(evaluate(model, hi, labels)[1])
+            if batch_stats:
+                size = _batch_size(batch_size, True)
+                low[name].append((_logits(model, lo, size, True).argmax(1) == labels).float().mean().item())
+                high[name].append((_logits(model, hi, size, True).argmax(1) == labels).float().mean().item())
+            else:
+                low[name].append(evaluate(model, lo, labels)[1])
+                high[name].append(evaluate(model, hi, labels)[1])
     return {name: BandAccuracy(tuple(radii), tuple(low[name]), tuple(high[name])) for name in models}
 
 
