@@ -421,3 +421,23 @@ def test_mnist5k() -> None:
     train = {bytes(r) for r in (a.x_train * 255).round().to(torch.uint8).flatten(1).numpy()}
     test = {bytes(r) for r in (a.x_test * 255).round().to(torch.uint8).flatten(1).numpy()}
     assert not train & test
+
+
+def test_luminosity_gradient_shifts_each_image_by_its_own_constant():
+    from genlens.core.data import ImageData, luminosity_gradient
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(50, 1, 6, 6, generator=g)
+    d = ImageData("toy", x, torch.arange(50) % 10, x[:20].clone(), torch.arange(20) % 10, tuple("0123456789"))
+    star = luminosity_gradient(d, 300.0, seed=1)
+    assert star.name == "toy*[gradient=300,seed=1]" and torch.equal(star.y_train, d.y_train)
+    for a, b in ((d.x_train, star.x_train), (d.x_test, star.x_test)):
+        assert b.min() == pytest.approx(0) and b.max() == pytest.approx(1)
+        # affine per split: b = (a + u_i - m) / s with one scale s, so b - a / s is constant in each image
+        s = float(((a[0] - a[0].mean()) * (b[0] - b[0].mean())).sum() / ((a[0] - a[0].mean()) ** 2).sum())
+        offset = (b - s * a).flatten(1)
+        assert torch.allclose(offset, offset[:, :1].expand_as(offset), atol=1e-5)
+        assert offset[:, 0].std() > 0.2  # offsets spread over the range (uniform: std ~ 0.29)
+    assert torch.equal(luminosity_gradient(d, 300.0, seed=1).x_train, star.x_train)
+    with pytest.raises(ValueError):
+        luminosity_gradient(d, 0.0)

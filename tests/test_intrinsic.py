@@ -144,6 +144,65 @@ def test_probe_layers_read_by_core_activations():
     assert list(reps)[0] == "input" and list(reps)[-2] == "last hidden"
 
 
+def test_probe_layers_mnist_cnn():
+    torch.manual_seed(0)
+    net = build_for("mnist_cnn", (1, 28, 28), 10).eval()
+    x = torch.rand(5, 1, 28, 28)
+    reps = activations(net, x, I.probe_layers(net))
+    assert list(reps) == ["input", "conv1", "conv2", "last hidden", "output"]
+    with torch.no_grad():
+        h1 = torch.relu(torch.nn.functional.max_pool2d(net.features[0](x), 2))
+        h3 = net.hidden(net.features(x))
+    assert torch.allclose(reps["conv1"], h1.flatten(1)) and reps["conv2"].shape == (5, 1600)
+    assert torch.allclose(reps["last hidden"], h3) and reps["last hidden"].shape == (5, 128)
+
+
+def test_gaussian_like_has_the_spectrum_and_the_id_of_a_flat_cloud():
+    # oracle: a 6-D Gaussian (variances 1..6) rotated into 40 dimensions is flat; its twin is the same law
+    g = _gen(5)
+    x = _rotate(torch.randn(2000, 6, generator=g, dtype=torch.float64) * torch.arange(1, 7).sqrt(), 40, g)
+    twin = I.gaussian_like(x, standardize=False, generator=g)
+    assert twin.shape == (2000, 40)
+    assert torch.allclose(I.pca_spectrum(twin, standardize=False)[:6], I.pca_spectrum(x, standardize=False)[:6],
+                          atol=0.02)
+    assert abs(I.twonn(twin[:, :6].float()) - 6) < 0.6 and abs(I.twonn(twin.float()) - I.twonn(x)) < 0.6
+
+
+def test_curvature_separates_a_curved_manifold_from_its_gaussian_twin():
+    # a closed curve (1-D) winding through 20 dimensions: PCA needs many components, TwoNN sees 1,
+    # and the Gaussian with the same spectrum has a far higher TwoNN ID
+    g = _gen(6)
+    t = 2 * math.pi * torch.rand(1000, generator=g, dtype=torch.float64)
+    curve = torch.cat([torch.stack([torch.cos(k * t), torch.sin(k * t)], 1) for k in range(1, 11)], 1).float()
+    c = I.curvature_resampled(curve, 5, generator=g)
+    assert len(c.twonn) == len(c.pca_id) == len(c.gaussian) == 5
+    assert all(abs(d - 1) < 0.2 for d in c.twonn)
+    assert min(c.pca_id) >= 10 and min(c.gaussian) > 5 * max(c.twonn)
+
+
+def test_percentile_interval_and_paired_ratios():
+    m, (lo, hi) = I.percentile_interval(np.arange(1, 1002))
+    assert m == 501 and lo == pytest.approx(26) and hi == pytest.approx(976)
+    assert I.paired_ratios([4, 9], [2, 3]) == [2.0, 3.0]
+    with pytest.raises(ValueError):
+        I.paired_ratios([1.0], [0.0])
+
+
+def test_pearson_bootstrap_matches_fisher_interval():
+    # oracle: for bivariate normal data the Fisher z interval tanh(atanh(r) +- 1.96 / sqrt(n - 3))
+    g = _gen(7)
+    n = 400
+    a = torch.randn(n, generator=g, dtype=torch.float64)
+    b = 0.5 * a + math.sqrt(0.75) * torch.randn(n, generator=g, dtype=torch.float64)
+    r, (lo, hi) = I.pearson_bootstrap(a, b, generator=_gen(0))
+    assert r == pytest.approx(float(np.corrcoef(a, b)[0, 1]))
+    z = math.atanh(r)
+    assert lo == pytest.approx(math.tanh(z - 1.96 / math.sqrt(n - 3)), abs=0.03)
+    assert hi == pytest.approx(math.tanh(z + 1.96 / math.sqrt(n - 3)), abs=0.03)
+    r, (lo, hi) = I.pearson_bootstrap([1, 2, 3, 4, 5], [2, 4, 6, 8, 10], generator=_gen(0))
+    assert r == pytest.approx(1) and lo == pytest.approx(1) and hi == pytest.approx(1)
+
+
 def test_probe_layers_mlp_and_resnet():
     mlp = build_for("mlp", (1, 8, 8), 10, hidden=[16, 8])
     assert I.probe_layers(mlp) == {"input": ":in", "fc1": "net.2", "fc2": "net.4", "output": "net.5"}

@@ -23,6 +23,8 @@ CASES = [
     ("inception", dict(batchnorm=False, in_channels=1), (1, 28, 28)),
     ("alexnet", {}, (3, 28, 28)),
     ("alexnet", dict(in_channels=1, image_size=32), (1, 32, 32)),
+    ("mnist_cnn", {}, (1, 28, 28)),
+    ("mnist_cnn", dict(in_channels=3, image_size=32), (3, 32, 32)),
 ]
 
 
@@ -193,3 +195,17 @@ def test_pretrained_weights_are_read_from_the_hub_cache_or_named(tmp_path, monke
     torch.save(net.state_dict(), tmp_path / "checkpoints" / "resnet34-b627a593.pth")
     feats, c = backbone("resnet34", pretrained=True)
     assert c == 512 and torch.equal(feats[0].weight, net.conv1.weight)
+
+
+def test_mnist_cnn_is_the_papers_conv32_conv64_fc128():
+    # Ansuini et al.'s mnist_archs.py: conv 1->32 (3x3) and 32->64 (3x3), each max-pooled, fc 1600->128, 128->10
+    net = build("mnist_cnn")
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.padding) for c in convs] == [
+        (1, 32, (3, 3), (0, 0)), (32, 64, (3, 3), (0, 0))]
+    assert (net.hidden[0].in_features, net.hidden[0].out_features) == (1600, 128)
+    assert (net.fc.in_features, net.fc.out_features) == (128, 10)
+    # parameters counted by hand: 32*9+32 + 64*32*9+64 + 1600*128+128 + 128*10+10
+    assert count_parameters(net) == 320 + 18496 + 204928 + 1290
+    with pytest.raises(ValueError, match="at least 10 pixels"):
+        build("mnist_cnn", image_size=8)

@@ -18,11 +18,12 @@ class Settings:
 
     dataset: str  # the profile's data set
     n_points: int  # training images whose representations are measured
-    n_resamples: int  # random 90% subsamples behind each TwoNN error bar
+    n_resamples: int  # random 90% subsamples behind each TwoNN error bar and interval (the paper's code: 50)
     cnn: NetworkConfig  # the main network (its label names it in the figures)
     archs: Mapping[str, NetworkConfig]  # architecture sweep: label -> network, all with the main network's recipe
     fit: NetworkConfig  # the label-corruption family's network, trained until it fits every training label
     levels: tuple[float, ...]  # label-corruption fractions p of the family
+    gradient: float = 300.0  # MNIST*: each image brightened by Uniform(0, gradient), then rescaled (the paper's 300)
 
 
 def _sweep(recipe: TrainConfig, archs: Mapping[str, tuple[str, Mapping]]) -> dict[str, NetworkConfig]:
@@ -35,16 +36,17 @@ _FULL_CNN = NetworkConfig("ResNet-20", "resnet20", {}, TrainConfig(epochs=60, ba
 
 PROFILES = {
     "quick": Settings(
-        dataset="mnist5k", n_points=1000, n_resamples=20, cnn=_QUICK_CNN,
+        dataset="mnist5k", n_points=1000, n_resamples=50, cnn=_QUICK_CNN,
         archs=_sweep(_QUICK_CNN.train, {
             "MLP 1x128": ("mlp", {"hidden": [128]}), "MLP 1x1024": ("mlp", {"hidden": [1024]}),
             "MLP 2x256": ("mlp", {"hidden": [256, 256]}), "MLP 3x256": ("mlp", {"hidden": [256] * 3}),
-            "CNN width 8": ("cnn", {"width": 8}), "CNN width 16": ("cnn", {"width": 16})}),
+            "CNN width 8": ("cnn", {"width": 8}), "CNN width 16": ("cnn", {"width": 16}),
+            "MNIST CNN (conv32-conv64-fc128)": ("mnist_cnn", {})}),
         fit=network("rethinking-fit", "quick"),
         levels=(0.0, 0.25, 0.5, 0.75, 1.0),
     ),
     "full": Settings(
-        dataset="cifar10", n_points=2000, n_resamples=20, cnn=_FULL_CNN,
+        dataset="cifar10", n_points=2000, n_resamples=50, cnn=_FULL_CNN,
         archs=_sweep(_FULL_CNN.train, {
             "ResNet-20": ("resnet20", {}), "ResNet-56": ("resnet56", {}), "VGG (3 blocks)": ("vgg", {}),
             "CNN width 32": ("cnn", {"width": 32}), "MLP 3x512": ("mlp", {"hidden": [512] * 3})}),

@@ -38,7 +38,7 @@ import torch
 from .cache import atomic_write_bytes, cache_root
 
 __all__ = ["DatasetError", "DatasetNotFound", "ImageData", "TabularData", "available", "cache_root", "data_root",
-           "load", "loan", "loan_rule"]
+           "load", "loan", "loan_rule", "luminosity_gradient"]
 
 
 class DatasetError(ValueError):
@@ -600,3 +600,23 @@ def center_crop(data: ImageData, size: int) -> ImageData:
     top, left = (H - size) // 2, (W - size) // 2
     crop = lambda x: x[:, :, top : top + size, left : left + size].contiguous()  # noqa: E731
     return dataclasses.replace(data, x_train=crop(data.x_train), x_test=crop(data.x_test))
+
+
+def luminosity_gradient(data: ImageData, strength: float = 300.0, *, seed: int = 0) -> ImageData:
+    """MNIST* of Ansuini et al. (NeurIPS 2019, Fig. 6): every image brightened by its own random amount.
+
+    Each image gets a constant u ~ Uniform(0, strength) added to all its pixels (a shift along the
+    all-ones direction), and each split is then rescaled to [0, 1] by its own minimum and maximum, as in
+    their ``create_mnist_with_gradient.py`` (strength 300). Labels are kept; the name records the change.
+    """
+    if strength <= 0:
+        raise ValueError(f"strength must be > 0, got {strength}")
+    g = torch.Generator().manual_seed(seed)
+
+    def shift(x: torch.Tensor) -> torch.Tensor:
+        u = torch.rand(len(x), generator=g, dtype=torch.float64) * strength
+        y = x.double() + u.to(x.device).view(-1, *([1] * (x.ndim - 1)))
+        return ((y - y.min()) / (y.max() - y.min())).to(x.dtype)
+
+    return dataclasses.replace(data, name=f"{data.name}*[gradient={strength:g},seed={seed}]",
+                               x_train=shift(data.x_train), x_test=shift(data.x_test))

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 __all__ = [
     "Normalize", "with_normalization", "MLP", "SmallCNN", "BasicBlock", "CifarResNet",
     "resnet20", "resnet56", "resnet110", "ResNet18", "SmallVGG", "SmallInception",
-    "SmallAlexNet", "MODELS", "build", "build_for", "count_parameters", "backbone", "plain_classifier",
+    "SmallAlexNet", "MnistCNN", "MODELS", "build", "build_for", "count_parameters", "backbone", "plain_classifier",
 ]
 
 
@@ -326,6 +326,32 @@ class SmallAlexNet(nn.Module):
         return self.classifier(self.features(x))
 
 
+class MnistCNN(nn.Module):
+    """Ansuini et al.'s (NeurIPS 2019) MNIST network (after F. Chollet): conv32-conv64-fc128.
+
+    Two unpadded 3x3 convolutions (32 and 64 channels), each followed by a 2x2 max-pool and a ReLU,
+    then a fully connected hidden layer of 128 ReLU units (the last hidden layer) and a linear output.
+    ``features`` ends with the flattened conv output; ``hidden`` is the 128-unit layer. On 28x28
+    images the flattened conv output has 64 * 5 * 5 = 1600 features (their ``fc1`` is 1600 -> 128).
+    """
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, *, image_size: int = 28,
+                 widths: tuple[int, int] = (32, 64), hidden: int = 128):
+        super().__init__()
+        a, b = widths
+        side = ((image_size - 2) // 2 - 2) // 2
+        if side < 1:
+            raise ValueError(f"MnistCNN needs images of at least 10 pixels a side, got {image_size}")
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, a, 3), nn.MaxPool2d(2), nn.ReLU(),
+            nn.Conv2d(a, b, 3), nn.MaxPool2d(2), nn.ReLU(), nn.Flatten())
+        self.hidden = nn.Sequential(nn.Linear(b * side * side, hidden), nn.ReLU())
+        self.fc = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.hidden(self.features(x)))
+
+
 # ----------------------------------------------------------------------------- registry
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -339,6 +365,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "vgg": SmallVGG,
     "inception": SmallInception,
     "alexnet": SmallAlexNet,
+    "mnist_cnn": MnistCNN,
 }
 
 

@@ -32,7 +32,9 @@ from torch import nn
 from ..core.nn import check_tensor
 
 __all__ = ["TwoNNResult", "ResampledID", "BlockAnalysis", "Neighbors", "nearest_neighbors", "twonn_from_distances",
-           "twonn_fit", "twonn", "twonn_resampled", "block_analysis", "pca_spectrum", "pca_id", "probe_layers"]
+           "twonn_fit", "twonn", "twonn_resampled", "block_analysis", "pca_spectrum", "pca_id", "probe_layers",
+           "gaussian_like", "Curvature", "curvature_resampled", "paired_ratios", "percentile_interval",
+           "pearson_bootstrap"]
 
 _CANDIDATES = 8  # extra neighbours kept from the matrix-product search before exact re-measuring
 _BLOCK_ELEMENTS = 1 << 24  # elements of one distance block (64 MB in float32)
@@ -333,10 +335,7 @@ def pca_spectrum(x: torch.Tensor, standardize: bool = True) -> torch.Tensor:
     StandardScaler; constant features are left unscaled).
     """
     x = _check_points(x, min_points=2)
-    xc = x - x.mean(0, keepdim=True)
-    if standardize:
-        std = xc.std(0, unbiased=False, keepdim=True)
-        xc = xc / torch.where(std > 0, std, torch.ones_like(std))
+    xc = _standardized(x, standardize)
     N, D = xc.shape
     gram = xc @ xc.T if N <= D else xc.T @ xc  # (min(N, D),) eigenvalues are the squared singular values
     dev = "cpu" if gram.device.type == "mps" else gram.device  # eigvalsh in float64 (none on mps)
@@ -353,6 +352,113 @@ def pca_id(x: torch.Tensor, threshold: float = 0.9, standardize: bool = True) ->
     return int((cumulative <= threshold).sum()) + 1
 
 
+def _standardized(x: torch.Tensor, standardize: bool) -> torch.Tensor:
+    xc = x - x.mean(0, keepdim=True)
+    if standardize:
+        std = xc.std(0, unbiased=False, keepdim=True)
+        xc = xc / torch.where(std > 0, std, torch.ones_like(std))
+    return xc
+
+
+def gaussian_like(x: torch.Tensor, standardize: bool = True, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    """N points of a centred Gaussian with the PCA spectrum of x (N, D): the flat control of the paper's
+    curvature test (their ``last_hidden_pca.py`` draws such an "ellipse" beside each representation).
+
+    Its coordinates are independent normals along the principal axes, with variances equal to the
+    covariance eigenvalues of x (features standardized first, as for `pca_id`): (N, min(N, D)) float64
+    on the CPU. A linear (flat) cloud and its Gaussian twin have about the same TwoNN ID; data on a
+    curved manifold have a much lower ID than their twin, which fills every direction PCA sees.
+    """
+    x = _check_points(x, min_points=2)
+    xc = _standardized(x, standardize).double().cpu()
+    N, D = xc.shape
+    gram = xc @ xc.T if N <= D else xc.T @ xc
+    var = torch.linalg.eigvalsh(gram).flip(0).clamp_min(0) / N  # (min(N, D),) covariance eigenvalues
+    return torch.randn(N, len(var), generator=generator, dtype=torch.float64) * var.sqrt()
+
+
+@dataclass(frozen=True)
+class Curvature:
+    """Per-subsample TwoNN ID of the data, its PC-ID and the TwoNN ID of its `gaussian_like` twin."""
+
+    twonn: tuple[float, ...]
+    pca_id: tuple[int, ...]
+    gaussian: tuple[float, ...]
+
+
+def curvature_resampled(x: torch.Tensor, n_resamples: int = 50, subsample: float = 0.9, threshold: float = 0.9, *,
+                        generator: torch.Generator | None = None) -> Curvature:
+    """The paper's curvature test on `n_resamples` random subsets of round(subsample * N) points of x (N, D):
+    on each subset the TwoNN ID, the PC-ID (`pca_id` at `threshold`) and the TwoNN ID of a fresh
+    Gaussian with the subset's PCA spectrum (`gaussian_like`; drawn from `generator` too)."""
+    x = _check_points(x)
+    N = len(x)
+    n = int(round(N * subsample))
+    out: dict[str, list] = {"twonn": [], "pca_id": [], "gaussian": []}
+    for _ in range(n_resamples):
+        sub = x[torch.randperm(N, generator=generator)[:n].to(x.device)]
+        out["twonn"].append(twonn_fit(sub).dimension)
+        out["pca_id"].append(pca_id(sub, threshold))
+        out["gaussian"].append(twonn_fit(gaussian_like(sub, generator=generator)).dimension)
+    return Curvature(*(tuple(out[k]) for k in ("twonn", "pca_id", "gaussian")))
+
+
+def paired_ratios(numerator: Iterable[float], denominator: Iterable[float]) -> list[float]:
+    """numerator[i] / denominator[i] for paired estimates (e.g. two layers measured on the same subsets).
+
+    >>> paired_ratios([2.0, 3.0], [1.0, 2.0])
+    [2.0, 1.5]
+    """
+    a, b = [float(v) for v in numerator], [float(v) for v in denominator]
+    if len(a) != len(b) or not a or min(b) <= 0:
+        raise ValueError(f"need equally many values and positive denominators, got {len(a)} and {len(b)}")
+    return [u / v for u, v in zip(a, b)]
+
+
+def percentile_interval(values: Iterable[float], level: float = 0.95) -> tuple[float, tuple[float, float]]:
+    """Mean of resampled estimates (e.g. over 90% subsamples) and the central `level` range of them.
+
+    Subsamples overlap, so their estimates are not independent replicates: the spread of the estimates
+    themselves (not a standard error of their mean) is the uncertainty of one estimate.
+
+    >>> m, (lo, hi) = percentile_interval(range(101))
+    >>> m, lo, hi
+    (50.0, 2.5, 97.5)
+    """
+    t = torch.as_tensor([float(v) for v in values], dtype=torch.float64)
+    if t.numel() < 2:
+        raise ValueError(f"need at least 2 values, got {t.numel()}")
+    a = (1 - level) / 2
+    lo, hi = torch.quantile(t, torch.tensor([a, 1 - a], dtype=torch.float64)).tolist()
+    return float(t.mean()), (lo, hi)
+
+
+def _pearson(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Pearson r along the last dimension."""
+    cx, cy = x - x.mean(-1, keepdim=True), y - y.mean(-1, keepdim=True)
+    return (cx * cy).sum(-1) / ((cx * cx).sum(-1) * (cy * cy).sum(-1)).sqrt()
+
+
+def pearson_bootstrap(x: Iterable[float], y: Iterable[float], n_boot: int = 4000, level: float = 0.95, *,
+                      generator: torch.Generator | None = None) -> tuple[float, tuple[float, float]]:
+    """Pearson r of paired items (x_i, y_i) and its percentile-bootstrap interval over the items.
+
+    Resamples that hold fewer than 3 distinct items (where r is +-1 or undefined) are left out.
+    """
+    xs = torch.as_tensor([float(v) for v in x], dtype=torch.float64)
+    ys = torch.as_tensor([float(v) for v in y], dtype=torch.float64)
+    if xs.shape != ys.shape or xs.numel() < 4:
+        raise ValueError(f"need at least 4 paired values, got {xs.numel()} and {ys.numel()}")
+    n = xs.numel()
+    idx = torch.randint(0, n, (n_boot, n), generator=generator)
+    distinct = torch.zeros(n_boot, n, dtype=torch.bool).scatter_(1, idx, True).sum(1)
+    r = _pearson(xs[idx], ys[idx])
+    r = r[(distinct >= 3) & torch.isfinite(r)]
+    a = (1 - level) / 2
+    lo, hi = torch.quantile(r, torch.tensor([a, 1 - a], dtype=torch.float64)).tolist()
+    return float(_pearson(xs, ys)), (lo, hi)
+
+
 # --------------------------------------------------------------------------- representations
 
 def probe_layers(model: nn.Module) -> dict[str, str]:
@@ -361,7 +467,7 @@ def probe_layers(model: nn.Module) -> dict[str, str]:
 
     First the input itself ("input": ``":in"``, the input of the whole model), then: MLP: every
     hidden ReLU, then the output. SmallCNN, SmallVGG: every conv block's ReLU and every
-    pooling, the last hidden layer, the output. CIFAR ResNets / ResNet-18: the stem, every residual
+    pooling, MnistCNN: each conv block (conv, pool, ReLU), the last hidden layer, the output. CIFAR ResNets / ResNet-18: the stem, every residual
     block, the last hidden layer (after global pooling) and the output. The second-to-last entry
     is always the last hidden layer.
     """
@@ -385,10 +491,16 @@ def probe_layers(model: nn.Module) -> dict[str, str]:
         out["last hidden"] = "fc:in"
         out["output"] = "fc"
         return out
+    if isinstance(model, M.MnistCNN):  # the paper's MNIST layers: after each conv block, fc1, output
+        out["conv1"] = "features.2"
+        out["conv2"] = "features.5"
+        out["last hidden"] = "fc:in"
+        out["output"] = "fc"
+        return out
     if isinstance(model, (M.CifarResNet, M.ResNet18)):
         out["stem"] = "bn1"
         out.update({f"block{i + 1}": f"layers.{i}" for i in range(len(model.layers))})
         out["last hidden"] = "fc:in"
         out["output"] = "fc"
         return out
-    raise ValueError(f"probe_layers knows MLP, SmallCNN, SmallVGG and the ResNets, got {type(model).__name__}")
+    raise ValueError(f"probe_layers knows MLP, SmallCNN, SmallVGG, MnistCNN and the ResNets, got {type(model).__name__}")
