@@ -3,7 +3,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlens.lenses.attacks import accuracy_under, amplify, distortion, fgsm, input_gradient, pgd, random_perturbation
+from genlens.lenses.attacks import (accuracy_under, amplify, distortion, fgsm, fooled_if_correct, input_gradient, pgd,
+                                    random_perturbation, random_perturbation_in_box)
 
 
 def _model_and_data(seed=0):
@@ -149,3 +150,30 @@ def test_correct_under_is_per_image_and_averages_to_accuracy_under():
         want = model(torch.cat([attack(x[i:i + 20], y[i:i + 20]) for i in range(0, 64, 20)])).argmax(1) == y
     assert torch.equal(each, want)
     assert each.float().mean().item() == accuracy_under(model, attack, x, y, batch_size=20)
+
+
+def test_fooled_if_correct_against_an_image_by_image_loop():
+    model, x, y = _model_and_data(1)
+    x_p = (x + 0.3 * torch.randn(x.shape, generator=torch.Generator().manual_seed(2))).clamp(0, 1)
+    correct, fooled = fooled_if_correct(model, x, x_p, y)
+    with torch.no_grad():
+        for i in range(len(x)):  # the oracle: one image at a time, by hand
+            assert bool(correct[i]) == (int(model(x[i : i + 1]).argmax()) == int(y[i]))
+            assert bool(fooled[i]) == (int(model(x_p[i : i + 1]).argmax()) != int(y[i]))
+    assert correct.dtype == fooled.dtype == torch.bool
+
+
+def test_random_perturbation_in_box_matches_each_distortion_and_stays_in_the_box():
+    g = torch.Generator().manual_seed(5)
+    x = (torch.rand(8, 1, 6, 6, generator=g) > 0.7).float()  # mostly black digits-like images: clipping bites
+    sizes = torch.linspace(0.02, 0.3, 8)
+    x_adv = x + sizes.view(-1, 1, 1, 1) * torch.randn(x.shape, generator=g)
+    target = ((x_adv - x).flatten(1).pow(2).mean(1)).sqrt()  # the oracle: the paper's formula written out
+    a = random_perturbation_in_box(x, x_adv, generator=torch.Generator().manual_seed(0))
+    assert a.min() >= 0 and a.max() <= 1
+    torch.testing.assert_close(((a - x).flatten(1).pow(2).mean(1)).sqrt(), target, atol=1e-4, rtol=0)
+    b = random_perturbation_in_box(x, x_adv, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a, b)
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))  # the same draw: same signs
+    moved = (a - x) != 0
+    assert torch.equal(torch.sign(a - x)[moved], torch.sign(noise)[moved])

@@ -17,6 +17,7 @@ from genlens.core.cache import Cache, CorruptCacheEntry, config_key
 from genlens.core.data import ImageData
 from genlens.core.models import MLP
 from genlens.core.train import (History, Phase, TrainConfig, augment_batch, build_seeded, cross_entropy, evaluate,
+                               layer_groups,
                                 predict, train, train_cached)
 
 
@@ -587,3 +588,34 @@ def test_snapshots_hold_the_trajectory(tmp_path):
     assert_state_equal(again.snapshots[2], h.snapshots[2])
     _, plain = train_cached(unseeded, DATA, cfg, spec={}, cache=Cache(tmp_path), progress=False)
     assert plain.snapshots == [] and len(list(tmp_path.glob("models/*.pt"))) == 2
+
+
+# --------------------------------------------------------------------------- per-layer weight decay
+
+def test_layer_weight_decay_matches_a_hand_written_sgd_step():
+    """One full-batch SGD step (no momentum) is p - lr * (grad + wd_layer * p), with each layer's own wd."""
+    torch.manual_seed(0)
+    model = MLP(in_features=64, hidden=(8,), num_classes=4)
+    start = copy.deepcopy(model)
+    decays, lr = (0.5, 0.05), 0.1
+    cfg = TrainConfig(epochs=1, batch_size=len(DATA.y_train), lr=lr, momentum=0.0, layer_weight_decay=decays)
+    train(model, DATA, cfg, progress=False)
+    loss = F.cross_entropy(start(DATA.x_train), DATA.y_train)
+    layers = [m for m in start.modules() if isinstance(m, nn.Linear)]
+    grads = torch.autograd.grad(loss, [p for m in layers for p in m.parameters()])
+    expected, i = [], 0
+    for m, wd in zip(layers, decays):
+        for p in m.parameters():
+            expected.append(p.detach() - lr * (grads[i] + wd * p.detach()))
+            i += 1
+    got = [p.detach() for m in model.modules() if isinstance(m, nn.Linear) for p in m.parameters()]
+    for e, g in zip(expected, got):
+        assert torch.allclose(e, g, atol=1e-6)
+
+
+def test_layer_weight_decay_default_and_errors():
+    assert "layer_weight_decay" not in TrainConfig().changed()  # cache keys of existing runs are unchanged
+    model = MLP(in_features=64, hidden=(8,), num_classes=4)
+    assert [g["weight_decay"] for g in layer_groups(model, (1e-5, 1e-6))] == [1e-5, 1e-6]
+    with pytest.raises(ValueError, match="one value per layer"):
+        layer_groups(model, (1e-5,))

@@ -42,6 +42,8 @@ class TrainConfig:
     optimizer: Literal["sgd", "adam"] = "sgd"
     momentum: float = 0.9
     weight_decay: float = 0.0
+    layer_weight_decay: tuple[float, ...] = ()  # one weight decay per layer with parameters (Linear, Conv, ...),
+    # in model order, replacing `weight_decay` there (Szegedy et al.'s 1e-5, 1e-5, 1e-6); () = `weight_decay` everywhere
     schedule: Literal["constant", "exponential", "cosine", "step"] = "constant"
     lr_decay: float = 0.95  # per epoch for "exponential" (Zhang et al. 2017 decay 0.95 per epoch)
     lr_steps: tuple[int, ...] = ()  # epochs at which "step" multiplies the lr by 0.1
@@ -242,6 +244,20 @@ def _make_optimizer(config: TrainConfig, groups: list[dict]) -> torch.optim.Opti
     raise ValueError(f"optimizer must be 'sgd' or 'adam', got {config.optimizer!r}")
 
 
+def layer_groups(module: nn.Module, decays: Sequence[float], flags: Mapping[nn.Parameter, bool] | None = None
+                 ) -> list[dict]:
+    """Optimizer groups with one weight decay per layer: the leaf modules that own parameters, in model order.
+
+    `flags` (parameter -> requires_grad) keeps only trainable parameters. Raises ValueError unless there
+    is exactly one decay per such layer.
+    """
+    layers = [m for m in module.modules() if not list(m.children()) and list(m.parameters(recurse=False))]
+    if len(layers) != len(decays):
+        raise ValueError(f"layer_weight_decay needs one value per layer with parameters ({len(layers)}), got {len(decays)}")
+    return [{"params": [p for p in m.parameters(recurse=False) if flags is None or flags[p]], "weight_decay": float(wd)}
+            for m, wd in zip(layers, decays)]
+
+
 @dataclass
 class _Stretch:
     """The state of the phase being run: what trains, on which tensors, with which optimizer."""
@@ -260,7 +276,12 @@ def _begin(model: nn.Module, data: Any, phase: Phase, optimizers: dict, saved: d
     if phase.inputs is not None:
         x, x_test = (predict(model, t, forward=phase.inputs) for t in (x, x_test))
     if phase.name not in optimizers:
-        groups = phase.groups(module) if phase.groups else [{"params": [p for p in module.parameters() if flags[p]]}]
+        if phase.groups:
+            groups = phase.groups(module)
+        elif phase.config.layer_weight_decay:
+            groups = layer_groups(module, phase.config.layer_weight_decay, flags)
+        else:
+            groups = [{"params": [p for p in module.parameters() if flags[p]]}]
         optimizers[phase.name] = _make_optimizer(phase.config, groups)
         if phase.name in saved:
             optimizers[phase.name].load_state_dict(saved[phase.name])

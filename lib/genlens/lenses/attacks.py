@@ -116,6 +116,18 @@ def correct_under(model: nn.Module, attack: Callable[[torch.Tensor, torch.Tensor
     return predict(model, attacked).argmax(1) == y
 
 
+def fooled_if_correct(model: nn.Module, x: torch.Tensor, x_perturbed: torch.Tensor, y: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(correct, fooled), each (N,) bool: whether `model` (eval mode) classifies the clean x correctly, and
+    whether it misclassifies x_perturbed (any label other than y). A transfer rate counts only clean-correct
+    images: fooled[correct].float().mean(), so that the model's clean test error is not counted as transfer."""
+    from ..core.train import predict
+
+    _check(model, x, y, 0.0)
+    correct = predict(model, x).argmax(1) == y
+    return correct, predict(model, x_perturbed).argmax(1) != y
+
+
 def distortion(x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
     """Szegedy et al.'s distortion sqrt(sum (x_adv - x)^2 / n) per image, n = pixels per image. -> (N,)."""
     diff = (x_adv - x).flatten(1)
@@ -138,6 +150,23 @@ def random_perturbation(x: torch.Tensor, x_adv: torch.Tensor, *, generator: torc
     norm = (x_adv - x).flatten(1).norm(dim=1)  # (N,)
     direction = F.normalize(torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device).flatten(1))
     return x + (norm[:, None] * direction).view_as(x)
+
+
+def random_perturbation_in_box(x: torch.Tensor, x_adv: torch.Tensor, *, generator: torch.Generator | None = None,
+                               iters: int = 40) -> torch.Tensor:
+    """Gaussian noise (one draw per pixel from `generator`, CPU) scaled per image so that, clipped to the box
+    [0, 1], it has the `distortion` of x_adv - x: the paper's Gaussian-noise control at the adversarial
+    examples' own distortion. The scale is found by bisection (the clipped distortion grows with it); an
+    image whose target cannot be reached gets the largest scale tried (100). (N, ...) -> (N, ...)."""
+    target = distortion(x, x_adv)  # (N,)
+    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+    shape = (-1, *[1] * (x.dim() - 1))
+    lo, hi = torch.zeros_like(target), torch.full_like(target, 100.0)
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        below = distortion(x, (x + mid.view(shape) * noise).clamp(0, 1)) < target
+        lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+    return (x + hi.view(shape) * noise).clamp(0, 1)
 
 
 def _lbfgs_b(model: nn.Module, x: torch.Tensor, target: torch.Tensor, c: torch.Tensor, max_iter: int,
