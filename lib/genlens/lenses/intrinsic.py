@@ -422,7 +422,7 @@ def percentile_interval(values: Iterable[float], level: float = 0.95) -> tuple[f
     themselves (not a standard error of their mean) is the uncertainty of one estimate.
 
     >>> m, (lo, hi) = percentile_interval(range(101))
-    >>> m, lo, hi
+    >>> m, round(lo, 9), round(hi, 9)
     (50.0, 2.5, 97.5)
     """
     t = torch.as_tensor([float(v) for v in values], dtype=torch.float64)
