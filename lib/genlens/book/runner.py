@@ -2,8 +2,9 @@
 
 This is the only module that knows about notebooks, papermill or Jupyter Book. A chapter's
 parameters are read from its source's `parameters` cell and every override is validated before a
-kernel starts: an unknown name, a wrong type or a value outside the cell's stated choices is a
-`RunError` with a one-line message. A chapter executes into a temporary notebook that replaces the
+kernel starts: an unknown name, a wrong type or a value outside the cell's stated choices or range is a
+`RunError` with a one-line message. A numeric parameter states its meaningful range in the same
+comment: `n = 5  # >= 2; what it is` or `x = 0.5  # in [0, 1]` (also `>`, `<`, `<=`, open ends `(`/`)`). A chapter executes into a temporary notebook that replaces the
 committed one only on success; a failure keeps the partial notebook beside it for inspection.
 """
 from __future__ import annotations
@@ -53,6 +54,54 @@ class Param:
     name: str
     default: Any
     choices: tuple[str, ...] | None = None  # from a trailing "# one of: a, b" comment
+    range: Range | None = None  # from a trailing "# >= 1" or "# in [0, 1]" comment
+
+
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_BOUND = re.compile(rf"^#\s*(>=|>|<=|<)\s*({_NUMBER})\s*(?:;|$)")
+_INTERVAL = re.compile(rf"^#\s*in\s*([\[(])\s*({_NUMBER})\s*,\s*({_NUMBER})\s*([\])])\s*(?:;|$)")
+
+
+@dataclass(frozen=True)
+class Range:
+    """A numeric parameter's meaningful range, as its comment states it (None: unbounded on that side).
+
+    >>> r = Range.parse("# in [0, 1]; learning-rate exponent"); (r.low, r.high, r.closed_low, r.closed_high, str(r))
+    (0.0, 1.0, True, True, 'in [0, 1]')
+    >>> Range.parse("# >= 2; seeds"), Range.parse("# seeds") is None, Range.parse("# > 0").contains(0)
+    (Range(low=2.0, high=None, closed_low=True, closed_high=True), True, False)
+    """
+    low: float | None
+    high: float | None
+    closed_low: bool = True
+    closed_high: bool = True
+
+    @classmethod
+    def parse(cls, comment: str) -> Range | None:
+        """The range a comment starts with (`# >= 1`, `# > 0`, `# <= 5`, `# in [0, 1)`, ...), or None."""
+        comment = comment.strip()
+        if m := _BOUND.match(comment):
+            op, x = m.group(1), float(m.group(2))
+            return cls(x, None, op == ">=") if op.startswith(">") else cls(None, x, closed_high=op == "<=")
+        if m := _INTERVAL.match(comment):
+            low, high = float(m.group(2)), float(m.group(3))
+            if low > high:
+                raise RunError(f"empty range in comment {comment!r}")
+            return cls(low, high, m.group(1) == "[", m.group(4) == "]")
+        return None
+
+    def contains(self, x: float) -> bool:
+        low_ok = self.low is None or (x >= self.low if self.closed_low else x > self.low)
+        high_ok = self.high is None or (x <= self.high if self.closed_high else x < self.high)
+        return low_ok and high_ok
+
+    def __str__(self) -> str:
+        g = lambda v: f"{v:g}"  # noqa: E731
+        if self.low is not None and self.high is not None:
+            return f"in {'[' if self.closed_low else '('}{g(self.low)}, {g(self.high)}{']' if self.closed_high else ')'}"
+        if self.low is not None:
+            return f"{'>=' if self.closed_low else '>'} {g(self.low)}"
+        return f"{'<=' if self.closed_high else '<'} {g(self.high)}"
 
 
 def repo_root() -> Path:
@@ -87,7 +136,7 @@ def available(root: Path) -> list[str]:
 
 
 def read_parameters(source: Path) -> dict[str, Param]:
-    """Names, defaults and choices of the assignments in the source's `parameters` cell."""
+    """Names, defaults, choices and ranges of the assignments in the source's `parameters` cell."""
     import jupytext
 
     notebook = jupytext.read(source)
@@ -100,9 +149,16 @@ def read_parameters(source: Path) -> dict[str, Param]:
         if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
             raise RunError(f"{source.name}: the parameters cell may only hold simple assignments")
         name = node.targets[0].id
-        match = re.search(r"#\s*one of:\s*(.+)$", lines[node.lineno - 1])
+        line = lines[node.lineno - 1]
+        match = re.search(r"#\s*one of:\s*(.+)$", line)
         choices = tuple(s.strip() for s in match.group(1).split(",")) if match else None
-        params[name] = Param(name, ast.literal_eval(node.value), choices)
+        default = ast.literal_eval(node.value)
+        tail = line[node.end_col_offset:]
+        comment = tail[tail.index("#"):] if "#" in tail else ""
+        bounds = Range.parse(comment) if comment else None
+        if bounds is not None and (isinstance(default, bool) or not isinstance(default, (int, float))):
+            raise RunError(f"{source.name}: parameter {name!r} states a range but is not a number")
+        params[name] = Param(name, default, choices, bounds)
     return params
 
 
@@ -127,6 +183,8 @@ def _convert(param: Param, text: str) -> Any:
         raise RunError(f"parameter {param.name!r} expects {kind} (default {default!r}), got {text!r}") from None
     if param.choices is not None and str(value) not in param.choices:
         raise RunError(f"parameter {param.name!r} must be one of {', '.join(param.choices)}, got {text!r}")
+    if param.range is not None and not param.range.contains(value):
+        raise RunError(f"parameter {param.name!r} must be {param.range}, got {text!r}")
     return value
 
 
