@@ -254,6 +254,100 @@ def output_paths(chapter: str, profile: str, root: Path) -> tuple[Path, Path]:
     return notebook, results
 
 
+# Lines a kernel prints on its own stderr that say nothing to a reader (the chapters' own warnings are in
+# the notebook's outputs). Everything else the kernel prints reaches the terminal, each distinct line once.
+NOISE = tuple(re.compile(p) for p in (
+    r"Kernel is running over TCP without encryption",     # ipykernel >= 7, local kernels over loopback
+    r"^\s*\d+\.\d+s - ",                                   # debugpy: "0.00s - Debugger warning: frozen modules"
+    r"frozen_modules|PYDEVD_DISABLE_FILE_VALIDATION",
+    r"^\s*$",
+))
+
+
+def is_noise(line: str) -> bool:
+    """True for a kernel stderr line that says nothing to a reader.
+
+    >>> is_noise("[IPKernelApp] WARNING | Kernel is running over TCP without encryption. All communication ...")
+    True
+    >>> is_noise("0.00s - Debugger warning: It seems that frozen modules are being used"), is_noise("UserWarning: x")
+    (True, False)
+    """
+    return any(p.search(line) for p in NOISE)
+
+
+class _KernelStderr:
+    """Route file descriptor 2 (which the kernel inherits) through a filter for the duration of a run.
+
+    Noise lines (`is_noise`) are dropped, every other distinct line is written once to the real stderr.
+    `terminal` is a handle on the real stderr for our own progress line, which bypasses the filter.
+    """
+
+    def __enter__(self) -> "_KernelStderr":
+        import threading
+
+        sys.stderr.flush()
+        self._saved = os.dup(2)
+        self.terminal = os.fdopen(os.dup(self._saved), "w", buffering=1, encoding="utf-8", errors="replace")
+        read, write = os.pipe()
+        os.dup2(write, 2)
+        os.close(write)
+        self._thread = threading.Thread(target=self._pump, args=(read,), daemon=True)
+        self._thread.start()
+        return self
+
+    def _pump(self, read: int) -> None:
+        from tqdm import tqdm
+
+        seen: set[str] = set()
+        with os.fdopen(read, encoding="utf-8", errors="replace") as lines:
+            for line in lines:
+                if not is_noise(line) and line not in seen:
+                    seen.add(line)
+                    tqdm.write(line.rstrip("\n"), file=self.terminal)  # above the progress line, not inside it
+
+    def __exit__(self, *exc: object) -> None:
+        sys.stderr.flush()
+        os.dup2(self._saved, 2)  # the pipe's last writer in this process is gone: the pump sees its end
+        os.close(self._saved)
+        self._thread.join(timeout=5)
+        self.terminal.close()
+
+
+class _PapermillNoise:
+    """A logging filter for papermill's warnings that the runner's own checks make redundant: its parameter
+    introspection reads a range comment (`# >= 1`) as a second assignment, and it warns about parameters it
+    could not parse, which `resolve_parameters` has already validated."""
+
+    DROP = ("Unable to parse line", "Passed unknown parameter")
+
+    def filter(self, record) -> bool:
+        return not any(record.getMessage().startswith(d) for d in self.DROP)
+
+    def __enter__(self) -> "_PapermillNoise":
+        import logging
+
+        self._loggers = [logging.getLogger(n) for n in ("papermill", "papermill.translators")]
+        for logger in self._loggers:
+            logger.addFilter(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for logger in self._loggers:
+            logger.removeFilter(self)
+
+
+def progress_options(chapter: str, terminal, environ=os.environ) -> dict[str, Any] | bool:
+    """papermill's tqdm options: one line per chapter, 'rethinking: cell k of n [elapsed]'; off with TQDM_DISABLE.
+
+    >>> progress_options("hfc", None, {"TQDM_DISABLE": "1"}), progress_options("hfc", None, {})["bar_format"]
+    (False, 'hfc: cell {n_fmt} of {total_fmt} [{elapsed}]')
+    """
+    if environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false"):
+        return False
+    return {"bar_format": f"{chapter}: cell {{n_fmt}} of {{total_fmt}} [{{elapsed}}]", "file": terminal,
+            "mininterval": 1.0, "leave": True, "disable": False, "dynamic_ncols": True}
+
+
 def run(chapter: str, profile: str = "quick", overrides: dict[str, str] | None = None,
         root: Path | None = None, log=print) -> dict[str, Any]:
     """Execute a chapter with papermill; write its notebook and results JSON; return the results."""
@@ -271,12 +365,14 @@ def run(chapter: str, profile: str = "quick", overrides: dict[str, str] | None =
     partial = results_out.with_name(f".{chapter}.partial.json")
     partial.unlink(missing_ok=True)
     env_before = {k: os.environ.get(k) for k in ("GENLENS_RESULTS_PATH", "TQDM_DISABLE")}
-    os.environ.update(GENLENS_RESULTS_PATH=str(partial), TQDM_DISABLE="1")
     log(f"genlens: running {chapter} ({profile}) ...")
     start = time.perf_counter()
     try:
-        papermill.execute_notebook(str(source_nb), str(running), parameters=params, kernel_name="python3",
-                                   progress_bar=False, cwd=str(notebook_out.parent), log_output=False)
+        with _KernelStderr() as stderr, _PapermillNoise():
+            progress = progress_options(chapter, stderr.terminal)
+            os.environ.update(GENLENS_RESULTS_PATH=str(partial), TQDM_DISABLE="1")  # the kernel's bars: off
+            papermill.execute_notebook(str(source_nb), str(running), parameters=params, kernel_name="python3",
+                                       progress_bar=progress, cwd=str(notebook_out.parent), log_output=False)
     except papermill.PapermillExecutionError as err:
         os.replace(running, failed)
         raise RunError(f"chapter {chapter!r} failed in cell {err.exec_count}: {err.ename}: "
@@ -369,15 +465,20 @@ def write_results_page(root: Path) -> Path:
     return page
 
 
-def build_html(root: Path | None = None, strict: bool = False) -> Path:
+def build_html(root: Path | None = None, strict: bool = False, repository_url: str | None = None) -> Path:
     """Render the book with Jupyter Book into _build/html (execution off: papermill ran the chapters).
 
     strict: every Sphinx warning is an error (all are reported, then the build fails).
+    repository_url: build as if `_config.yml`'s repository.url were this (None: as it is). Launch and
+    repository buttons are rendered only when a URL is set (`publish.book_config`).
     """
+    from .publish import write_book_config
+
     root = root or repo_root()
     write_results_page(root)
+    config = write_book_config(root, repository_url)
     jb = Path(sys.executable).with_name("jupyter-book")
-    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(root), "--keep-going"]
+    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(root), "--keep-going", "--config", str(config)]
     cmd += ["--warningiserror", "--all"] if strict else []
     if subprocess.run(cmd, cwd=root).returncode != 0:
         raise RunError("jupyter-book build failed (see its output above)")
