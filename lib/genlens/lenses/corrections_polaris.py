@@ -145,13 +145,17 @@ def _boundary(halfspaces, vertices, scale: float) -> tuple[np.ndarray, np.ndarra
 
 # ----------------------------------------------------------------------------- 2. a triangle inside it
 
+def _cross(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """z-component of the cross product of 2-D vectors (..., 2)."""
+    return u[..., 0] * v[..., 1] - u[..., 1] * v[..., 0]
+
+
 def _ccw(tri: np.ndarray) -> np.ndarray:
-    cross = np.cross(tri[1] - tri[0], tri[2] - tri[0])
-    return tri if cross >= 0 else tri[[0, 2, 1]]
+    return tri if _cross(tri[1] - tri[0], tri[2] - tri[0]) >= 0 else tri[[0, 2, 1]]
 
 
 def _tri_area(tri: np.ndarray) -> float:
-    return float(abs(np.cross(tri[1] - tri[0], tri[2] - tri[0])) / 2)
+    return float(abs(_cross(tri[1] - tri[0], tri[2] - tri[0])) / 2)
 
 
 def _triangle_inside(tri: np.ndarray, a: np.ndarray, b: np.ndarray, halfspaces, tol: float) -> bool:
@@ -186,7 +190,7 @@ def _fit_triangle(halfspaces, vertices, a, b, scale: float, rounds: int = 9) -> 
         v = vertices[i]
         idx = np.array(list(itertools.combinations(range(len(v)), 3)))
         p = v[idx]  # (T, 3, 2)
-        areas = np.abs(np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])) / 2
+        areas = np.abs(_cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])) / 2
         cand = p[np.argmax(areas)]
         if best is None or _tri_area(cand) > _tri_area(best):
             best = cand
@@ -232,7 +236,7 @@ def nearest_box(A: np.ndarray, b: np.ndarray, x: np.ndarray, weights: np.ndarray
 
     >>> A, b = np.array([[1., 0], [-1, 0], [0, 1], [0, -1]]), np.array([3., -1, 1, 1])  # [1, 3] x [-1, 1]
     >>> d, c = nearest_box(A, b, np.zeros(2), np.ones(2), np.array([0.5, 0.5]), -9 * np.ones(2), 9 * np.ones(2))
-    >>> round(d, 6), c.round(6).tolist()
+    >>> round(d, 6), (c.round(6) + 0.0).tolist()
     (1.5, [1.5, 0.0])
     """
     m = len(x)
