@@ -401,3 +401,53 @@ def test_best_pair_keeps_the_nearest_pair_and_polaris_rejects_bad_input():
         P.polaris(net, two, ("a", "b"), 0.1)
     with pytest.raises(ValueError, match="radius"):
         P.polaris(net, two, ("a", "b"), -1.0, lower=kw["lower"], upper=kw["upper"])
+
+
+# ----------------------------------------------------------------------------- categorical features (milp)
+
+def test_categorical_correction_matches_a_grid_and_subset_enumeration():
+    from genlens.lenses import corrections_categorical as K
+
+    torch.manual_seed(6)
+    net = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 2)).eval()
+    cats, num, lo, hi, margin = [0, 1, 2, 3], 4, -3.0, 3.0, 0.05
+    x = torch.tensor([0.0, 1.0, 0.0, 0.0, -2.5])
+    ts = torch.linspace(lo, hi, 6001, dtype=torch.float64)
+    for t in (0, 1):
+        res = K.categorical_correction(net, x, t, cats, num, radius=0.2, min_categories=2, w_cat=1.0, w_num=0.5,
+                                       lower=lo, upper=hi, margin=margin)
+        for k, iv in enumerate(res.intervals):  # the interval is approved, and its ends are the grid's
+            pts = x.double().repeat(len(ts), 1)
+            pts[:, cats] = 0.0
+            pts[:, cats[k]] = 1.0
+            pts[:, num] = ts
+            with torch.no_grad():
+                logit = net(pts.float()).double()
+            ok = (logit[:, t] - logit[:, 1 - t] >= margin).numpy()
+            if iv is None:
+                continue
+            inside = (ts.numpy() >= iv[0] + 1e-6) & (ts.numpy() <= iv[1] - 1e-6)
+            assert ok[inside].all()
+            step = (hi - lo) / 6000
+            for end, out in ((iv[0], iv[0] - 2 * step), (iv[1], iv[1] + 2 * step)):
+                if lo + 2 * step < end < hi - 2 * step:
+                    assert not ok[np.argmin(np.abs(ts.numpy() - out))]
+        # brute force over every set of categories
+        best = np.inf
+        for size in range(2, 5):
+            for S in itertools.combinations(range(4), size):
+                ivs = [res.intervals[k] for k in S]
+                if any(iv is None for iv in ivs):
+                    continue
+                a, b = max(iv[0] + 0.2 for iv in ivs), min(iv[1] - 0.2 for iv in ivs)
+                if a > b:
+                    continue
+                y = min(max(-2.5, a), b)
+                best = min(best, 1.0 * (1 not in S) + 0.5 * abs(y + 2.5))
+        assert res.distance == pytest.approx(best, abs=1e-6)
+        if res.found:
+            assert res.chosen.sum() >= 2
+            for k in np.flatnonzero(res.chosen):
+                assert res.intervals[k][0] + 0.2 - 1e-6 <= res.centre <= res.intervals[k][1] - 0.2 + 1e-6
+    with pytest.raises(ValueError, match="categories"):
+        K.categorical_correction(net, x, 1, [0, 4], 4, radius=0.1, lower=lo, upper=hi)
