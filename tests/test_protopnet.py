@@ -267,7 +267,9 @@ def test_chapter_settings_resolve_the_parameters():
     assert short.config.epochs == 4 and short.config.push_epochs == (3,) and short.backbone == "resnet18"
     proxy = resolve("full", dataset="imagefolder:/x/cifar10-jpeg")
     assert proxy.dataset == "imagefolder:/x/cifar10-jpeg" and proxy.backbone == "resnet18" and proxy.config.augment
-    assert resolve("full").config == pp.ProtoConfig(epochs=31, warm_epochs=5, push_epochs=(10, 20, 30))
+    assert resolve("full").config == pp.ProtoConfig(epochs=31, warm_epochs=5, push_epochs=(10, 20, 30),
+                                                    last_layer_epochs=600)  # the repository's 45,000 steps
+    assert quick.n_seeds >= 3 and PROFILES["full"].n_seeds >= 3
     assert PROFILES["full"].pretrained and not PROFILES["quick"].pretrained
     with pytest.raises(ValueError, match="profile must be"):
         resolve("proxy")
