@@ -270,3 +270,184 @@ def test_chapter_settings_limit():
     small = quick.limited(2)
     assert (small.applicants, small.digits, small.loan_epochs, small.grid) == (2, 2, 2, (121, 101))
     assert small.widths == quick.widths and PROFILES["full"].processes >= 1
+
+
+# ----------------------------------------------------------------------------- search options
+
+def test_active_neighbours_give_a_valid_but_unproven_correction():
+    net = _net([3, 8, 8, 3], 3)
+    x = torch.tensor([0.3, -0.2, 0.1])
+    t = _target(net, x)
+    kw = dict(lower=[-3] * 3, upper=[3] * 3, margin=0.05, max_regions=3000)
+    exact = C.correct(net, x, t, neighbours="facets", **kw)
+    local = C.correct(net, x, t, neighbours="active", **kw)
+    assert exact.found and local.found and not local.exact
+    assert C.verified(net, [local]) and local.cost >= exact.cost - 1e-7
+
+
+def test_start_points_seed_the_search_without_changing_a_proven_minimum():
+    net, x, t = _two_labels([2, 16, 16, 2], 5)
+    kw = dict(lower=[-3, -3], upper=[3, 3], margin=0.05, max_regions=2000)
+    starts = (torch.rand(300, 2, generator=torch.Generator().manual_seed(2)) * 2 - 1) * 3
+    seeded, unseeded = C.correct(net, x, t, start=starts, **kw), C.correct(net, x, t, **kw)
+    assert seeded.exact and unseeded.exact
+    assert seeded.cost == pytest.approx(unseeded.cost, abs=1e-7)
+    tiny = C.correct(net, x, t, start=starts, **{**kw, "max_regions": 1})  # the budget: one seed's region
+    assert tiny.regions <= 1 and seeded.regions <= unseeded.regions + 3
+    with pytest.raises(ValueError, match="start"):
+        C.correct(net, x, t, start=starts[:, :1], **kw)
+
+
+# ----------------------------------------------------------------------------- Polaris's construction
+
+def _two_labels(sizes, seed):
+    """A network with sizes[0] inputs, an input x and a target label that some point of [-2, 2]^d gets."""
+    for s in range(seed, seed + 50):
+        net = _net(sizes, s)
+        pts = (torch.rand(2000, sizes[0], generator=torch.Generator().manual_seed(s)) * 2 - 1) * 2
+        with torch.no_grad():
+            labels = net(pts).argmax(1)
+        x = pts[0]
+        other = labels[labels != labels[0]]
+        if len(other) > 100:
+            return net, x, int(other.mode().values)
+    raise AssertionError("no network with two labels in the box")
+
+
+def _grid_oracle(net, t, margin, n=401, box=3.0):
+    """A dense grid (n^2, 2) over [-box, box]^2 and which points the network gives t with the margin."""
+    axis = torch.linspace(-box, box, n, dtype=torch.float64)
+    pts = torch.cartesian_prod(axis, axis)
+    with torch.no_grad():
+        logits = net(pts.float()).double()
+    others = torch.cat([logits[:, :t], logits[:, t + 1:]], 1).max(1).values
+    return pts.numpy(), (logits[:, t] - others >= margin - 1e-4).numpy()
+
+
+@pytest.mark.parametrize("seed,sizes", [(0, [2, 12, 12, 2]), (1, [2, 10, 10, 10, 3])])
+def test_polaris_against_a_dense_grid_of_the_networks_decision(seed, sizes):
+    from genlens.lenses import corrections_polaris as P
+
+    net, x, t = _two_labels(sizes, seed)
+    kw = dict(lower=[-3, -3], upper=[3, 3])
+    corr = C.correct(net, x, t, margin=0.05, max_regions=500, **kw)
+    assert corr.found
+    pc = P.polaris(net, corr, ("a", "b"), 0.05, max_regions=100, **kw)
+    pts, ok = _grid_oracle(net, t, 0.05)
+    # every grid point of every piece, and of the triangle, gets the target (with the margin)
+    for v in pc.pieces:
+        inside = np.ones(len(pts), bool)
+        for a, b in zip(v, np.roll(v, -1, axis=0)):  # counter-clockwise: left of every edge
+            inside &= (b[0] - a[0]) * (pts[:, 1] - a[1]) - (b[1] - a[1]) * (pts[:, 0] - a[0]) > 1e-9
+        assert ok[inside].all()
+    in_tri = pc.in_triangle(pts, tol=-1e-9)
+    assert in_tri.sum() > 0 and ok[in_tri].all()
+    # the pieces do not overlap: their areas add up to the grid's count of points in the union
+    union = np.zeros(len(pts), bool)
+    for v in pc.pieces:
+        inside = np.ones(len(pts), bool)
+        for a, b in zip(v, np.roll(v, -1, axis=0)):
+            inside &= (b[0] - a[0]) * (pts[:, 1] - a[1]) - (b[1] - a[1]) * (pts[:, 0] - a[0]) >= 0
+        union |= inside
+    cell = (6 / 400) ** 2
+    assert pc.union_area == pytest.approx(union.sum() * cell, rel=0.05, abs=50 * cell)
+    assert in_tri.sum() <= union[in_tri].sum()  # the triangle lies in the union
+    assert 1 <= len(pc.pieces) <= 100 and pc.triangle_area >= P.polygon_area(pc.pieces[0]) * (1 - 1e-9)
+    if pc.found:  # the box lies in the triangle, is approved, and no grid centre whose box fits is nearer
+        corners = pc.centre + pc.radius * np.array([[1, 1], [1, -1], [-1, 1], [-1, -1]])
+        assert pc.in_triangle(corners, tol=1e-7).all()
+        in_box = (np.abs(pts - pc.centre) <= pc.radius).all(1)
+        assert ok[in_box].all()
+        fits = np.ones(len(pts), bool)
+        for s in np.array([[1, 1], [1, -1], [-1, 1], [-1, -1]]):
+            fits &= pc.in_triangle(pts + s * pc.radius, tol=0)
+        grid_best = np.abs(pts[fits] - corr.x).sum(1).min()
+        assert pc.distance <= grid_best + 1e-9
+        assert pc.distance >= corr.cost - 1e-7  # an approved point: never nearer than the minimal correction
+
+
+def test_nearest_box_matches_brute_force_over_centres():
+    from genlens.lenses import corrections_polaris as P
+
+    tri = np.array([[0.0, 0.0], [4.0, 1.0], [1.0, 3.0]])
+    A, b = P._tri_halfspaces(tri)
+    x, w, r = np.array([3.5, 3.0]), np.array([1.0, 2.0]), np.array([0.3, 0.2])
+    d, c = P.nearest_box(A, b, x, w, r, np.full(2, -9.0), np.full(2, 9.0))
+    g = np.stack(np.meshgrid(np.linspace(0, 4, 801), np.linspace(0, 3, 601)), -1).reshape(-1, 2)
+    fits = np.ones(len(g), bool)
+    for s in np.array([[1, 1], [1, -1], [-1, 1], [-1, -1]]):
+        fits &= ((g + s * r) @ A.T <= b + 1e-12).all(1)
+    brute = (np.abs(g[fits] - x) @ w).min()
+    assert d <= brute + 1e-9 and d >= brute - 0.01
+    assert P.nearest_box(A, b, x, w, np.array([3.0, 3.0]), np.full(2, -9.0), np.full(2, 9.0)) is None
+
+
+def test_best_pair_keeps_the_nearest_pair_and_polaris_rejects_bad_input():
+    from genlens.lenses import corrections_polaris as P
+
+    net, x, t = _two_labels([3, 10, 10, 2], 4)
+    kw = dict(lower=[-3] * 3, upper=[3] * 3, margin=0.05)
+    pair, pc, dists = P.best_pair(net, x, t, ["a", "b", "c"], 0.05, **kw)
+    assert set(dists) == {(0, 1), (0, 2), (1, 2)}
+    if pair is not None:
+        assert pc.distance == min(dists.values()) and pc.features == tuple("abc"[i] for i in pair)
+    corr = C.correct(net, x, t, **kw)
+    with pytest.raises(ValueError, match="exactly 2"):
+        P.polaris(net, corr, ("a", "b"), 0.1, lower=kw["lower"], upper=kw["upper"])
+    two = C.correct(net, x, t, mutable=[True, True, False], **kw)
+    if not two.found:
+        return
+    with pytest.raises(ValueError, match="finite"):
+        P.polaris(net, two, ("a", "b"), 0.1)
+    with pytest.raises(ValueError, match="radius"):
+        P.polaris(net, two, ("a", "b"), -1.0, lower=kw["lower"], upper=kw["upper"])
+
+
+# ----------------------------------------------------------------------------- categorical features (milp)
+
+def test_categorical_correction_matches_a_grid_and_subset_enumeration():
+    from genlens.lenses import corrections_categorical as K
+
+    torch.manual_seed(6)
+    net = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 2)).eval()
+    cats, num, lo, hi, margin = [0, 1, 2, 3], 4, -3.0, 3.0, 0.05
+    x = torch.tensor([0.0, 1.0, 0.0, 0.0, -2.5])
+    ts = torch.linspace(lo, hi, 6001, dtype=torch.float64)
+    for t in (0, 1):
+        res = K.categorical_correction(net, x, t, cats, num, radius=0.2, min_categories=2, w_cat=1.0, w_num=0.5,
+                                       lower=lo, upper=hi, margin=margin)
+        for k, iv in enumerate(res.intervals):  # the interval is approved, and its ends are the grid's
+            pts = x.double().repeat(len(ts), 1)
+            pts[:, cats] = 0.0
+            pts[:, cats[k]] = 1.0
+            pts[:, num] = ts
+            with torch.no_grad():
+                logit = net(pts.float()).double()
+            ok = (logit[:, t] - logit[:, 1 - t] >= margin).numpy()
+            if iv is None:
+                continue
+            inside = (ts.numpy() >= iv[0] + 1e-6) & (ts.numpy() <= iv[1] - 1e-6)
+            assert ok[inside].all()
+            step = (hi - lo) / 6000
+            for end, out in ((iv[0], iv[0] - 2 * step), (iv[1], iv[1] + 2 * step)):
+                if lo + 2 * step < end < hi - 2 * step:
+                    assert not ok[np.argmin(np.abs(ts.numpy() - out))]
+        # brute force over every set of categories
+        best = np.inf
+        for size in range(2, 5):
+            for S in itertools.combinations(range(4), size):
+                ivs = [res.intervals[k] for k in S]
+                if any(iv is None for iv in ivs):
+                    continue
+                a, b = max(iv[0] + 0.2 for iv in ivs), min(iv[1] - 0.2 for iv in ivs)
+                if a > b:
+                    continue
+                y = min(max(-2.5, a), b)
+                best = min(best, 1.0 * (1 not in S) + 0.5 * abs(y + 2.5))
+        assert res.distance == pytest.approx(best, abs=1e-6)
+        if res.found:
+            assert res.chosen.sum() >= 2
+            for k in np.flatnonzero(res.chosen):
+                assert res.intervals[k][0] + 0.2 - 1e-6 <= res.centre <= res.intervals[k][1] - 0.2 + 1e-6
+    with pytest.raises(ValueError, match="categories"):
+        K.categorical_correction(net, x, 1, [0, 4], 4, radius=0.1, lower=lo, upper=hi)

@@ -229,6 +229,47 @@ def test_explanation_points_add_up_to_logits_and_nearest_patches():
         pp.explain(model, x[0])
 
 
+def test_nearest_prototypes_of_an_image_against_a_dense_computation():
+    model = _tiny()
+    x, _ = _data(12)
+    idx, dist = pp.nearest_prototypes(model, x, k=3, batch_size=5)
+    direct = ((model.latent(x)[:, None] - model.prototypes[None]) ** 2).sum(2).flatten(2).amin(2)  # (N, P), no expansion
+    assert idx.shape == dist.shape == (12, 3)
+    torch.testing.assert_close(dist, direct.sort(1).values[:, :3], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(direct.gather(1, idx), dist, rtol=1e-4, atol=1e-5)
+    # the image's side and the prototype's side read the same (N, P) distances
+    _, by_prototype = pp.nearest_patches(model, x, k=12)
+    torch.testing.assert_close(by_prototype.min(1).values.sort().values, direct.amin(0).sort().values, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="k must be"):
+        pp.nearest_prototypes(model, x, k=model.num_prototypes + 1)
+
+
+def test_last_layer_gradient_is_autograd_of_the_mean_cross_entropy():
+    model = _tiny()
+    x, y = _data(10)
+    g = pp.last_layer_gradient(model, x, y, batch_size=4)
+    with torch.no_grad():
+        s = pp.log_similarity(model.forward_all(x)[1], model.epsilon)
+    W = model.last_layer.weight.detach().clone().requires_grad_(True)
+    F.cross_entropy(s @ W.T, y).backward()
+    torch.testing.assert_close(g, W.grad, rtol=1e-4, atol=1e-6)
+    assert model.last_layer.weight.grad is None  # leaves .grad as it found it
+    with pytest.raises(ValueError):
+        pp.last_layer_gradient(model, x, y[:5])
+
+
+def test_wrong_class_abs_is_the_mean_over_the_wrong_class_mask():
+    model = _tiny(m=2, K=3)
+    with torch.no_grad():
+        model.last_layer.weight.copy_(torch.arange(18.0).reshape(3, 6) / 10 - 0.7)
+    mask = pp.wrong_class_mask(model.prototype_class, 3).bool()
+    expected = model.last_layer.weight[mask].abs().mean()
+    assert pp._wrong_class_abs(model.last_layer.weight).item() == pytest.approx(expected.item())
+    parts = pp._last_layer_objective(model.last_layer, torch.rand(4, 6), torch.tensor([0, 1, 2, 0]),
+                                     config=pp.ProtoConfig())[2]
+    assert parts["wrong_class_abs"].item() == pytest.approx(expected.item())
+
+
 def test_activation_box():
     heat = torch.zeros(10, 12)
     heat[2:5, 7:10] = 1.0
@@ -267,7 +308,9 @@ def test_chapter_settings_resolve_the_parameters():
     assert short.config.epochs == 4 and short.config.push_epochs == (3,) and short.backbone == "resnet18"
     proxy = resolve("full", dataset="imagefolder:/x/cifar10-jpeg")
     assert proxy.dataset == "imagefolder:/x/cifar10-jpeg" and proxy.backbone == "resnet18" and proxy.config.augment
-    assert resolve("full").config == pp.ProtoConfig(epochs=31, warm_epochs=5, push_epochs=(10, 20, 30))
+    assert resolve("full").config == pp.ProtoConfig(epochs=31, warm_epochs=5, push_epochs=(10, 20, 30),
+                                                    last_layer_epochs=600)  # the repository's 45,000 steps
+    assert quick.n_seeds >= 3 and PROFILES["full"].n_seeds >= 3
     assert PROFILES["full"].pretrained and not PROFILES["quick"].pretrained
     with pytest.raises(ValueError, match="profile must be"):
         resolve("proxy")

@@ -23,6 +23,10 @@ class Settings:
     mnist_eps: tuple[float, ...]  # stability radii in grey levels / 1
     mnist_regions: int  # region budget per digit correction
     grid: tuple[int, int]  # points of the brute-force grid over (D, R)
+    paper_hidden: tuple[int, ...]  # the official mortgage network (config: DEPTH = 5, HIDDEN_SIZE = 200)
+    paper_applicants: int  # rejected applicants corrected on it
+    polaris_regions: int  # regions in Polaris's union and the search budget at the paper's scale (MAX_NUM_REGIONS)
+    polaris_radius: tuple[float, float]  # box radii (D, R) in percentage points (official mortgage rad_map)
     workers: int  # processes for the LP searches; 0: one per CPU core
 
     @property
@@ -34,15 +38,20 @@ class Settings:
         if limit <= 0:
             return self
         return replace(self, applicants=min(self.applicants, limit), digits=min(self.digits, limit),
+                       paper_applicants=min(self.paper_applicants, limit),
                        loan_epochs=min(self.loan_epochs, limit), mnist_epochs=min(self.mnist_epochs, limit),
                        grid=(121, 101))
 
 
 PROFILES = {
-    "quick": Settings(n_loans=2000, loan_hidden=(16, 16), loan_epochs=30, applicants=10, eps=(0.0, 0.05, 0.1),
-                      max_regions=300, widths=(8, 16, 32), mnist_hidden=(32, 32), mnist_epochs=10, digits=6, pixels=40,
-                      mnist_eps=(0.0, 0.02), mnist_regions=30, grid=(241, 201), workers=1),
+    "quick": Settings(n_loans=2000, loan_hidden=(16, 16), loan_epochs=30, applicants=20, eps=(0.0, 0.05, 0.1),
+                      max_regions=300, widths=(8, 16, 32), mnist_hidden=(32, 32), mnist_epochs=10, digits=16, pixels=40,
+                      mnist_eps=(0.0, 0.02), mnist_regions=30, grid=(241, 201),
+                      paper_hidden=(200,) * 5, paper_applicants=20, polaris_regions=100, polaris_radius=(2.5, 0.5),
+                      workers=1),
     "full": Settings(n_loans=10000, loan_hidden=(32, 32), loan_epochs=40, applicants=32, eps=(0.0, 0.05, 0.1, 0.2),
                      max_regions=1000, widths=(8, 16, 32, 64), mnist_hidden=(100, 100), mnist_epochs=20, digits=24,
-                     pixels=60, mnist_eps=(0.0, 0.02, 0.05), mnist_regions=60, grid=(601, 501), workers=0),
+                     pixels=60, mnist_eps=(0.0, 0.02, 0.05), mnist_regions=60, grid=(601, 501),
+                     paper_hidden=(200,) * 5, paper_applicants=64, polaris_regions=100, polaris_radius=(2.5, 0.5),
+                     workers=0),
 }

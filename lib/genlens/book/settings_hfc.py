@@ -12,25 +12,43 @@ class Settings:
 
     dataset: str  # the profile's data set
     width: int  # channels of the small CNN's first convolution
-    train: TrainConfig  # the recipe of the five heuristics' networks
+    train: TrainConfig  # the recipe of the plain, BatchNorm, mixup and dropout networks
     eps: float  # L-inf radius of adversarial training and of the attacks, pixel scale [0, 1]
-    train_steps: int  # PGD steps of adversarial training
+    train_steps: int  # PGD steps of adversarial training (HaohanWang/HFC: 10)
+    train_alpha: float  # their step size (HaohanWang/HFC: eps / 10)
+    adv_optimizer: str  # the adversarially trained network's optimizer (HaohanWang/HFC trains with Adam)
+    adv_lr: float  # and its learning rate
+    adv_epochs: int  # and its epochs (quick: with 5, seed 0 gained 0.5 points of PGD accuracy over the plain model)
     track_radii: tuple[int, ...]  # radii tracked over training (frequency bins)
-    fig_radius: int  # radius of the figures and of the memorization test
+    fig_radius: int  # radius of the figures, of the findings on the two parts and of the memorization test
+    finding_radii: tuple[int, ...]  # radii at which HFC accuracy above chance is a finding
     sweep_radii: tuple[int, ...]  # radii of the accuracy sweep
     defence_radii: tuple[int, ...]  # radii of the low-pass input filter
+    defence_finding_radii: tuple[int, ...]  # of which these are findings (fixed before the run)
+    rhos: tuple[float, ...]  # kernel smoothing strengths (the paper's Table 1)
+    n_seeds: int  # training seeds of the plain, BatchNorm, mixup and memorization networks (the findings' spread)
     n_attack: int  # test images attacked
+    bn_eval_batch: int  # batch size of the batch-statistics evaluation (HaohanWang/HFC: 100)
     memo_subset: int  # training (and test) images of the memorization test
+    memo_width: int  # width of its CNN (without BatchNorm, the official default)
     memo: TrainConfig  # its recipe: trained until every training image is fitted
 
 
-_FIT = dict(batch_size=64, lr=0.05, stop_at_train_acc=1.0, exact_train_metrics=True)
+_FIT = dict(stop_at_train_acc=1.0, exact_train_metrics=True)
 
 PROFILES = {
     "quick": Settings(dataset="mnist5k", width=8, train=TrainConfig(epochs=5, batch_size=32, lr=0.1), eps=0.1,
-                      train_steps=2, track_radii=(2, 4, 8), fig_radius=4, sweep_radii=(1, 2, 3, 4, 5, 6, 8, 10, 12, 14),
-                      defence_radii=(2, 3, 4, 6, 14), n_attack=200, memo_subset=300, memo=TrainConfig(epochs=250, **_FIT)),
+                      train_steps=10, train_alpha=0.01, adv_optimizer="adam", adv_lr=1e-3, adv_epochs=10,
+                      track_radii=(2, 4, 8), fig_radius=4, finding_radii=(4, 8),
+                      sweep_radii=(1, 2, 3, 4, 5, 6, 8, 10, 12, 14), defence_radii=(3, 4, 6, 8),
+                      defence_finding_radii=(4, 8), rhos=(0.1, 0.25, 0.5, 1.0), n_seeds=3, n_attack=1000, bn_eval_batch=100,
+                      memo_subset=200, memo_width=16,
+                      memo=TrainConfig(epochs=250, batch_size=32, optimizer="adam", lr=3e-3, **_FIT)),
     "full": Settings(dataset="cifar10", width=64, train=TrainConfig(epochs=30, batch_size=128, lr=0.05), eps=0.03,
-                     train_steps=7, track_radii=(4, 8, 12, 16), fig_radius=12, sweep_radii=(2, 4, 6, 8, 10, 12, 14, 16, 20, 24),
-                     defence_radii=(4, 8, 12, 16, 20, 24), n_attack=1000, memo_subset=5000, memo=TrainConfig(epochs=200, **_FIT)),
+                     train_steps=10, train_alpha=0.003, adv_optimizer="adam", adv_lr=1e-3, adv_epochs=30,
+                     track_radii=(4, 8, 12, 16), fig_radius=12, finding_radii=(8, 12),
+                     sweep_radii=(2, 4, 6, 8, 10, 12, 14, 16, 20, 24), defence_radii=(4, 8, 12, 16, 20),
+                     defence_finding_radii=(8, 12), rhos=(0.1, 0.25, 0.5, 1.0), n_seeds=3, n_attack=1000, bn_eval_batch=100,
+                     memo_subset=5000, memo_width=64,
+                     memo=TrainConfig(epochs=200, batch_size=128, optimizer="adam", lr=1e-3, **_FIT)),
 }

@@ -15,11 +15,17 @@ minimal e-stable correction inside that region is a linear program (solved here 
 `correct` searches activation regions best-first, in order of a lower bound of their distance from
 x, starting at x's own region and flipping one ReLU at a time (the paper's "neighbouring linear
 regions", capped at `max_regions`, as the official code's MAX_NUM_REGIONS = 100). The search stops
-when no region left in the queue can hold a cheaper correction than the best found: for a network
-with one hidden layer the bound is exact and the result is the global minimum (tested against
-enumerating every region); for deeper networks the bound uses the unit's hyperplane in the parent
-region's linear piece, a heuristic, and `Correction.exact` only means the queue was exhausted or
-cut by that bound.
+when no region left in the queue can hold a cheaper correction than the best found. The queue's key
+of a neighbour is the largest weighted L1 distance from x to one of its first-layer halfspaces; the
+first layer's hyperplanes are the same in every region, so the key is a valid lower bound of the
+neighbour's distance at any depth. Every region closer than the answer is reached through regions
+closer than it (those crossed by the straight path to it), and crossing a facet flips exactly one
+unit (regions in general position), so with `neighbours="facets"` a search that ends by its bound
+returns the global minimum at any depth: `Correction.exact` then means *proven minimal* (tested
+against enumerating every region of a one-hidden-layer network and against dense grids for deeper
+ones). It is False when the budget cut the search or with `neighbours="active"` (a local search).
+The symbolic construction of the paper (a union of neighbouring regions, a triangle inside it, the
+nearest stable box) is in `genlens.lenses.corrections_polaris`.
 
 Symbols: A x + c are the logits in a region (A: (K, d)), G x + g the pre-activations of all hidden
 units (G: (H, d), H = total hidden units), s = +1/-1 the region's pattern. Activation patterns and
@@ -289,31 +295,41 @@ def _toward_target(A, c, G, g, s, x0, target, mut, w, lo, hi, margin) -> np.ndar
     return res.x[:m] if res.status == 0 else None
 
 
-def _facets(Hm: np.ndarray, hm: np.ndarray, rows: int) -> np.ndarray | None:
-    """Indices (< rows) of the irredundant constraints of the bounded polytope {y : Hm y <= hm}, via a
-    Chebyshev centre (LP) and qhull; None if the polytope is flat or qhull fails (caller falls back)."""
-    finite = np.isfinite(hm)
-    Hf, hf, idx = Hm[finite], hm[finite], np.flatnonzero(finite)
-    norms = np.linalg.norm(Hf, axis=1)
-    live = norms > 0
-    Hf, hf, idx, norms = Hf[live], hf[live], idx[live], norms[live]
+def _polytope(Hm: np.ndarray, hm: np.ndarray) -> tuple[np.ndarray, HalfspaceIntersection] | None:
+    """Chebyshev centre (m,) (LP) and qhull's intersection of the bounded polytope {y : Hm y <= hm} (m >= 2),
+    over its finite, non-zero rows; None if it is flat (radius < 1e-9) or qhull fails. `hs.dual_vertices`
+    index those kept rows, in order."""
+    keep = np.isfinite(hm) & (np.linalg.norm(Hm, axis=1) > 0)
+    Hf, hf = Hm[keep], hm[keep]
     m = Hm.shape[1]
+    norms = np.linalg.norm(Hf, axis=1)
     res = linprog(np.concatenate([np.zeros(m), [-1.0]]), A_ub=np.concatenate([Hf, norms[:, None]], axis=1), b_ub=hf,
                   bounds=[(None, None)] * m + [(0, None)], method="highs")
     if res.status != 0 or res.x[-1] < 1e-9:
         return None
-    centre = res.x[:m]
-    if m == 1:  # an interval: the tightest upper and lower bound
+    try:
+        return res.x[:m], HalfspaceIntersection(np.concatenate([Hf, -hf[:, None]], axis=1), res.x[:m])
+    except Exception:  # qhull failure on a degenerate polytope
+        return None
+
+
+def _facets(Hm: np.ndarray, hm: np.ndarray, rows: int) -> np.ndarray | None:
+    """Indices (< rows) of the irredundant constraints of the bounded polytope {y : Hm y <= hm}, via a
+    Chebyshev centre (LP) and qhull (`_polytope`); None if the polytope is flat or qhull fails (caller falls back)."""
+    idx = np.flatnonzero(np.isfinite(hm) & (np.linalg.norm(Hm, axis=1) > 0))
+    if Hm.shape[1] == 1:  # an interval: the tightest upper and lower bound
+        Hf, hf = Hm[idx], hm[idx]
         ratio = hf / Hf[:, 0]
         up, down = np.flatnonzero(Hf[:, 0] > 0), np.flatnonzero(Hf[:, 0] < 0)
+        if len(up) and len(down) and ratio[up].min() - ratio[down].max() < 1e-9:
+            return None
         keep = ([up[np.argmin(ratio[up])]] if len(up) else []) + ([down[np.argmax(ratio[down])]] if len(down) else [])
         out = idx[np.array(keep, dtype=int)]
     else:
-        try:
-            hs = HalfspaceIntersection(np.concatenate([Hf, -hf[:, None]], axis=1), centre)
-        except Exception:
+        found = _polytope(Hm, hm)
+        if found is None:
             return None
-        out = idx[np.unique(hs.dual_vertices)]
+        out = idx[np.unique(found[1].dual_vertices)]
     return out[out < rows]
 
 
@@ -492,6 +508,9 @@ def _correct_one(args):
     return correct(net, x, target, mutable=mutable, **kwargs)
 
 
+_POOLS: dict[int, ProcessPoolExecutor] = {}  # correct_many's pools, by number of workers
+
+
 def process_pool(workers: int) -> ProcessPoolExecutor:
     """`workers` spawned processes that `correct_many` calls can share (starting one costs seconds:
     each process imports torch and scipy). Shut it down when done, or leave that to the interpreter's exit."""
@@ -504,9 +523,9 @@ def correct_many(model: nn.Module | ReluNet, xs: torch.Tensor, targets, *, mutab
                  workers: int | Executor = 1, **kwargs) -> list[Correction]:
     """`correct` for every row of xs (N, d); targets: int or (N,); mutable: None, (d,) or (N, d) bool.
 
-    workers: 1 runs the searches here; n > 1 in a pool of n processes started for this call; an
-    executor (`process_pool`) reuses its processes across calls. The LPs are CPU-bound and
-    independent; the results are the same either way, in order. Other keyword arguments go to `correct`.
+    workers: 1 runs the searches here; n > 1 in a pool of n processes started by the first such call
+    and reused by later ones (shut down at the interpreter's exit); an executor (`process_pool`) reuses
+    its processes across calls. The LPs are CPU-bound and independent; the results are the same either way, in order. Other keyword arguments go to `correct`.
     """
     net = relu_net(model)
     check_tensor(xs, "xs", ndim=2)
@@ -523,8 +542,10 @@ def correct_many(model: nn.Module | ReluNet, xs: torch.Tensor, targets, *, mutab
         raise ValueError(f"workers must be >= 1, got {workers}")
     if workers == 1 or n < 2:
         return [_correct_one(job) for job in jobs]
-    with process_pool(min(workers, n)) as pool:
-        return list(pool.map(_correct_one, jobs, chunksize=max(1, n // (4 * workers))))
+    pool = _POOLS.get(workers)
+    if pool is None:  # started once per worker count and kept for later calls (starting one costs seconds)
+        pool = _POOLS[workers] = process_pool(workers)
+    return list(pool.map(_correct_one, jobs, chunksize=max(1, n // (4 * workers))))
 
 
 # ----------------------------------------------------------------------------- verification
@@ -672,16 +693,11 @@ def symbolic_region(corr: Correction, features: list[str] | tuple[str, ...], *, 
     box_lo, box_hi = sol[:m], sol[m:2 * m]
     nearest = np.clip(corr.x[mut], box_lo, box_hi)
     vertices = None
-    try:  # irredundant rows: those touched by >= m vertices of the polytope
-        centre = (box_lo + box_hi) / 2
-        if t_best > 1e-9:
-            hs = HalfspaceIntersection(np.concatenate([Hm, -hm[:, None]], axis=1), centre)
-            vertices = hs.intersections
-            scale = np.abs(Hm).max(1) + 1e-300
-            touch = (np.abs(vertices @ Hm.T - hm) / scale <= 1e-7 * (1 + np.abs(vertices).max())).sum(0)
-            Hm, hm = Hm[touch >= m], hm[touch >= m]
-    except Exception:  # qhull failure on a degenerate polytope: keep every row
-        vertices = None
+    found = _polytope(Hm, hm) if t_best > 1e-9 else None
+    if found is not None:  # irredundant rows: the facets qhull found
+        vertices = found[1].intersections
+        rows = np.flatnonzero(np.isfinite(hm) & (np.linalg.norm(Hm, axis=1) > 0))[np.unique(found[1].dual_vertices)]
+        Hm, hm = Hm[rows], hm[rows]
     return SymbolicRegion(tuple(features), Hm, hm, box_lo, box_hi, nearest, vertices)
 
 

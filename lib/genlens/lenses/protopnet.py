@@ -38,7 +38,8 @@ from ..core.train import History, Phase, TrainConfig, evaluate, predict, train_c
 
 __all__ = ["ProtoConfig", "ProtoPNet", "build", "l2_distances", "log_similarity", "last_layer_init", "wrong_class_mask",
            "protopnet_loss", "PushResult", "push_prototypes", "schedule", "fit", "pushes", "Explanation", "explain",
-           "nearest_patches", "SourcePatches", "source_patches", "activation_box", "activation_boxes"]
+           "nearest_patches", "nearest_prototypes", "last_layer_gradient", "SourcePatches", "source_patches",
+           "activation_box", "activation_boxes"]
 
 
 @dataclass(frozen=True)
@@ -259,15 +260,27 @@ def push_prototypes(model: ProtoPNet, x: torch.Tensor, y: torch.Tensor, *, batch
 
 # ----------------------------------------------------------------------------- training (on genlens.core.train)
 
+def _wrong_class_abs(weight: torch.Tensor) -> torch.Tensor:
+    """Mean |W[k, p]| over the wrong-class connections of a last layer (K, P) whose class k owns rows k*m ... (k+1)*m - 1."""
+    K, P = weight.shape
+    W = weight.detach().abs()
+    own = W.view(K, K, P // K).diagonal(dim1=0, dim2=1)  # (m, K)
+    return (W.sum() - own.sum()) / (K * P - P)
+
+
 def _objective(model: ProtoPNet, x: torch.Tensor, y: torch.Tensor, *, config: ProtoConfig):
     """Warm-up and joint epochs: `protopnet_loss`, with its terms as the epoch's parts."""
     logits, min_d, _ = model.forward_all(x)
     t = protopnet_loss(logits.float(), min_d, y, model.prototype_class, model.last_layer.weight, config)
-    return t.total, logits, {"cross_entropy": t.cross_entropy, "cluster": t.cluster, "separation": t.separation}
+    return t.total, logits, {"cross_entropy": t.cross_entropy, "cluster": t.cluster, "separation": t.separation,
+                             "wrong_class_abs": _wrong_class_abs(model.last_layer.weight)}
 
 
 def _last_layer_objective(layer: nn.Linear, s: torch.Tensor, y: torch.Tensor, *, config: ProtoConfig):
-    """Last-layer passes on similarities s (B, P): CE + c_l1 * L1 of the wrong-class weights, in float32."""
+    """Last-layer passes on similarities s (B, P): CE + c_l1 * L1 of the wrong-class weights, in float32.
+
+    Its parts include `wrong_class_abs`, the mean |W| of the wrong-class connections (before each step,
+    averaged over the pass), which the L1 term is meant to drive towards zero."""
     K, P = layer.weight.shape
     with torch.autocast(s.device.type, enabled=False):
         logits = layer(s.float())
@@ -276,7 +289,7 @@ def _last_layer_objective(layer: nn.Linear, s: torch.Tensor, y: torch.Tensor, *,
     own = W.view(K, K, P // K).diagonal(dim1=0, dim2=1)  # (m, K): class k's own prototypes are rows k*m ... (k+1)*m - 1
     nan = ce.detach().new_full((), float("nan"))
     return (config.coef_cross_entropy * ce + config.coef_l1 * (W.sum() - own.sum()), logits,
-            {"cross_entropy": ce, "cluster": nan, "separation": nan})
+            {"cross_entropy": ce, "cluster": nan, "separation": nan, "wrong_class_abs": _wrong_class_abs(layer.weight)})
 
 
 def _groups(model: ProtoPNet, *, joint: bool, config: ProtoConfig) -> list[dict]:
@@ -421,6 +434,40 @@ def nearest_patches(model: ProtoPNet, x: torch.Tensor, *, k: int = 5, batch_size
     mins = predict(model, x, batch_size, forward=_min_distances, mixed_precision=False)  # (N, P)
     dist, idx = mins.T.topk(k, dim=1, largest=False)
     return idx, dist
+
+
+@torch.no_grad()
+def nearest_prototypes(model: ProtoPNet, x: torch.Tensor, *, k: int = 3,
+                       batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each image of x, the k prototypes that come nearest to any of its patches ("this looks like that"
+    from the image's side; the paper's Figure 3 lists them with their points).
+
+    Returns (prototype indices (N, k), squared latent distances (N, k)), nearest first; batched on x's device.
+    """
+    check_model(model)
+    check_tensor(x, "x", ndim=4, device=model_device(model))
+    if k < 1 or k > model.num_prototypes:
+        raise ValueError(f"k must be in 1..{model.num_prototypes}, got {k}")
+    mins = predict(model, x, batch_size, forward=_min_distances, mixed_precision=False)  # (N, P)
+    dist, idx = mins.topk(k, dim=1, largest=False)
+    return idx, dist
+
+
+@torch.no_grad()
+def last_layer_gradient(model: ProtoPNet, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 500) -> torch.Tensor:
+    """Gradient of the mean cross-entropy over (x, y) with respect to the last layer's weight, (K, P).
+
+    In closed form, (softmax(h) - onehot(y))^T g / N on the similarities g (N, P) of the frozen network
+    in eval mode. A wrong-class weight can rest at zero under the L1 term c_l1 * |w| only where this
+    gradient is at most c_l1 in magnitude (the subgradient condition), so comparing it with c_l1 says
+    how hard cross-entropy pulls the wrong-class connections away from zero.
+    """
+    x, y = check_pair(model, (x, y), "(x, y)")
+    check_tensor(x, "x", ndim=4)
+    s = predict(model, x, batch_size, forward=_similarity, mixed_precision=False)  # (N, P)
+    logits = s @ model.last_layer.weight.float().T  # (N, K)
+    residual = logits.softmax(1) - F.one_hot(y, logits.shape[1]).float()  # (N, K)
+    return residual.T @ s / len(s)
 
 
 @dataclass(frozen=True)
