@@ -24,6 +24,11 @@ def _parser() -> argparse.ArgumentParser:
     install = sub.add_parser("install-cell", help="write the hidden install cell (Colab) into chapters' sources "
                              "and executed notebooks; idempotent")
     install.add_argument("chapters", nargs="*", help="chapter ids (default: every written chapter)")
+    ranged = sub.add_parser("set-range", help="state a numeric parameter's range in a chapter's parameters cell "
+                            "(source and executed notebook, text only); idempotent")
+    ranged.add_argument("chapter", help="chapter id")
+    ranged.add_argument("name", help="parameter name")
+    ranged.add_argument("range", help="'>= 0', '> 0', '<= 1', 'in [0, 1]', 'in (0, 1]', ...")
     export = sub.add_parser("export", help="write every chapter as a notebook to hand out")
     which = export.add_mutually_exclusive_group(required=True)
     which.add_argument("--student", metavar="DIR", help="exercise solutions removed")
@@ -83,6 +88,12 @@ def main(argv: list[str] | None = None) -> int:
             for chapter in args.chapters or runner.available(root):
                 changed = ensure_install_cell(chapter, root)
                 print(f"genlens: {chapter}: " + (", ".join(str(p.relative_to(root)) for p in changed) or "up to date"))
+        elif args.command == "set-range":
+            from .publish import set_range
+
+            root = runner.repo_root()
+            changed = set_range(args.chapter, root, args.name, args.range)
+            print(f"genlens: {args.chapter}: " + (", ".join(str(p.relative_to(root)) for p in changed) or "up to date"))
         elif args.command == "export":
             from .export import export
 

@@ -151,3 +151,73 @@ def ensure_install_cell(chapter: str, root: Path, url: str | None = None) -> lis
             executed.write_text(new)
             changed.append(executed)
     return changed
+
+
+def with_range(cell_source: str, name: str, spec: str) -> str:
+    """The parameters cell's source with `spec` (e.g. '>= 0', 'in [0, 1]') as the start of `name`'s comment,
+    replacing a range stated there before; the rest of the comment follows after '; '.
+
+    >>> with_range('seed = 0\\nn = 5  # seeds of the sweep', 'n', '>= 2')
+    'seed = 0\\nn = 5  # >= 2; seeds of the sweep'
+    >>> with_range('n = 5  # >= 1; seeds', 'n', '>= 2'), with_range('seed = 0', 'seed', '>= 0')
+    ('n = 5  # >= 2; seeds', 'seed = 0  # >= 0')
+    """
+    import ast
+
+    from .runner import _BOUND, _INTERVAL, Range
+
+    bounds = Range.parse(f"# {spec}")
+    if bounds is None:
+        raise RunError(f"not a range: {spec!r} (write e.g. '>= 0', '> 0', '<= 1', 'in [0, 1]', 'in (0, 1]')")
+    lines = cell_source.split("\n")
+    for node in ast.parse(cell_source).body:
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == [name]:
+            default = ast.literal_eval(node.value)
+            if isinstance(default, bool) or not isinstance(default, (int, float)):
+                raise RunError(f"parameter {name!r} is not a number (default {default!r}): it takes no range")
+            if not bounds.contains(default):
+                raise RunError(f"parameter {name!r}: its default {default!r} is not {bounds}")
+            line = lines[node.lineno - 1]
+            code, tail = line[:node.end_col_offset], line[node.end_col_offset:]
+            rest = tail[tail.index("#"):].strip() if "#" in tail else ""
+            if rest and (m := _BOUND.match(rest) or _INTERVAL.match(rest)):
+                rest = "#" + rest[m.end():]
+            rest = rest.lstrip("#").strip()
+            lines[node.lineno - 1] = f"{code}  # {bounds}" + (f"; {rest}" if rest else "")
+            return "\n".join(lines)
+    raise RunError(f"no parameter {name!r} in the parameters cell")
+
+
+_MD_PARAMETERS = re.compile(r"(```\{code-cell\}[^\n]*\n:tags: \[parameters\]\n\n)(.*?)(\n```\n)", re.S)
+
+
+def set_range(chapter: str, root: Path, name: str, spec: str) -> list[Path]:
+    """State `name`'s range in the chapter's parameters cell, in its source and its executed notebook (text
+    only, nothing re-executed); return the files that changed (none when it was already stated)."""
+    from .runner import source_path
+
+    changed = []
+    md = source_path(chapter, root)
+    text = md.read_text()
+    blocks = list(_MD_PARAMETERS.finditer(text))
+    if len(blocks) != 1:
+        raise RunError(f"{md.name}: expected one ```{{code-cell}} block tagged [parameters], found {len(blocks)}")
+    block = blocks[0]
+    new = text[:block.start(2)] + with_range(block.group(2), name, spec) + text[block.end(2):]
+    if new != text:
+        md.write_text(new)
+        changed.append(md)
+    executed = root / "book" / "chapters" / f"{chapter}.ipynb"
+    if executed.exists():
+        raw = executed.read_text()
+        nb = json.loads(raw)
+        for cell in nb["cells"]:
+            if "parameters" in cell["metadata"].get("tags", []):
+                src = cell["source"]
+                updated = with_range("".join(src), name, spec)
+                cell["source"] = updated.splitlines(True) if isinstance(src, list) else updated
+        new = json.dumps(nb, sort_keys=True, indent=1, ensure_ascii=False) + ("\n" if raw.endswith("\n") else "")
+        if new != raw:
+            executed.write_text(new)
+            changed.append(executed)
+    return changed

@@ -158,6 +158,8 @@ def read_parameters(source: Path) -> dict[str, Param]:
         bounds = Range.parse(comment) if comment else None
         if bounds is not None and (isinstance(default, bool) or not isinstance(default, (int, float))):
             raise RunError(f"{source.name}: parameter {name!r} states a range but is not a number")
+        if bounds is not None and not bounds.contains(default):
+            raise RunError(f"{source.name}: parameter {name!r} has default {default!r}, outside its range {bounds}")
         params[name] = Param(name, default, choices, bounds)
     return params
 
