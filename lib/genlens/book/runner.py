@@ -2,10 +2,12 @@
 
 This is the only module that knows about notebooks, papermill or Jupyter Book. A chapter's
 parameters are read from its source's `parameters` cell and every override is validated before a
-kernel starts: an unknown name, a wrong type or a value outside the cell's stated choices or range is a
-`RunError` with a one-line message. A numeric parameter states its meaningful range in the same
-comment: `n = 5  # >= 2; what it is` or `x = 0.5  # in [0, 1]` (also `>`, `<`, `<=`, open ends `(`/`)`). A chapter executes into a temporary notebook that replaces the
-committed one only on success; a failure keeps the partial notebook beside it for inspection.
+kernel starts: an unknown name, a wrong type or a value outside the cell's stated choices or range
+is a `RunError` with a one-line message. A numeric parameter states its meaningful range at the
+start of its comment: `n = 5  # >= 2; what it is`, `x = 0.5  # in [0, 1]` (also `>`, `<`, `<=` and
+open ends). A chapter executes into a temporary notebook that replaces the committed one only on
+success; a failure keeps the partial notebook beside it for inspection. While it runs, the kernel's
+stderr is filtered (`is_noise`) and one progress line shows the cell and the elapsed time.
 """
 from __future__ import annotations
 
@@ -305,7 +307,10 @@ class _KernelStderr:
             for line in lines:
                 if not is_noise(line) and line not in seen:
                     seen.add(line)
-                    tqdm.write(line.rstrip("\n"), file=self.terminal)  # above the progress line, not inside it
+                    try:
+                        tqdm.write(line.rstrip("\n"), file=self.terminal)  # above the progress line, not inside it
+                    except (ValueError, OSError):  # the run is over and the terminal handle closed
+                        return
 
     def __exit__(self, *exc: object) -> None:
         sys.stderr.flush()
