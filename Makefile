@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup book html html-strict test test-portable unit nbval bench clean
+.PHONY: setup book html html-strict test test-portable unit nbval bench dist student clean
 
 setup: $(STAMP)
 
@@ -48,5 +48,11 @@ nbval: $(STAMP)
 bench: $(STAMP)
 	for f in bench/*.py; do $(BIN)/python $$f || exit 1; done
 
+dist: $(STAMP)          ## the wheel and the sdist into dist/ (tests/test_readers.py installs both in a fresh venv)
+	$(BIN)/python -m build --no-isolation --outdir dist .
+
+student: $(STAMP)       ## every chapter as a notebook without the exercise solutions, into _build/student
+	$(BIN)/genlens export --student _build/student
+
 clean:
-	rm -rf _build
+	rm -rf _build dist

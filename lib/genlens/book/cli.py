@@ -1,4 +1,4 @@
-"""The `genlens` command: list chapters, run one, or build the whole book."""
+"""The `genlens` command: list chapters, run one, build the whole book, export notebooks to hand out."""
 from __future__ import annotations
 
 import argparse
@@ -19,6 +19,21 @@ def _parser() -> argparse.ArgumentParser:
     book = sub.add_parser("book", help="run every chapter (quick) and build the HTML book")
     book.add_argument("--no-run", action="store_true", help="only build the HTML from the executed chapters")
     book.add_argument("--strict", action="store_true", help="fail on any Sphinx warning (as `make test` does)")
+    book.add_argument("--repository-url", default=None, metavar="URL",
+                      help="build as if _config.yml's repository.url were URL (launch buttons on; '' for off)")
+    install = sub.add_parser("install-cell", help="write the hidden install cell (Colab) into chapters' sources "
+                             "and executed notebooks; idempotent")
+    install.add_argument("chapters", nargs="*", help="chapter ids (default: every written chapter)")
+    ranged = sub.add_parser("set-range", help="state a numeric parameter's range in a chapter's parameters cell "
+                            "(source and executed notebook, text only); idempotent")
+    ranged.add_argument("chapter", help="chapter id")
+    ranged.add_argument("name", help="parameter name")
+    ranged.add_argument("range", help="'>= 0', '> 0', '<= 1', 'in [0, 1]', 'in (0, 1]', ...")
+    export = sub.add_parser("export", help="write every chapter as a notebook to hand out")
+    which = export.add_mutually_exclusive_group(required=True)
+    which.add_argument("--student", metavar="DIR", help="exercise solutions removed")
+    which.add_argument("--teacher", metavar="DIR", help="exercise solutions kept")
+    export.add_argument("chapters", nargs="*", help="chapter ids (default: every written chapter)")
     check = sub.add_parser("validate", help="compare re-executed results with the committed ones, within tolerances")
     check.add_argument("rerun", help="folder of re-executed results (<chapter>.json)")
     check.add_argument("--profile", default="quick", help="the committed profile to compare with (book/results/<profile>)")
@@ -50,8 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "list":
-            root = runner.repo_root()
-            written = set(runner.available(root))
+            try:
+                written = set(runner.available(runner.repo_root()))
+            except runner.RunError:  # an installed package outside a checkout: list the chapters, no status
+                written = set(runner.CHAPTERS)
             for c in runner.CHAPTERS.values():
                 print(f"{c.id:<12} {c.title} ({c.paper}){'' if c.id in written else '  [not written yet]'}")
         elif args.command == "run":
@@ -63,7 +80,28 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_run:
                 for chapter in runner.available(root):
                     runner.run(chapter, "quick", root=root)
-            print(f"genlens: book at {runner.build_html(root, strict=args.strict)}")
+            print(f"genlens: book at {runner.build_html(root, strict=args.strict, repository_url=args.repository_url)}")
+        elif args.command == "install-cell":
+            from .publish import ensure_install_cell
+
+            root = runner.repo_root()
+            for chapter in args.chapters or runner.available(root):
+                changed = ensure_install_cell(chapter, root)
+                print(f"genlens: {chapter}: " + (", ".join(str(p.relative_to(root)) for p in changed) or "up to date"))
+        elif args.command == "set-range":
+            from .publish import set_range
+
+            root = runner.repo_root()
+            changed = set_range(args.chapter, root, args.name, args.range)
+            print(f"genlens: {args.chapter}: " + (", ".join(str(p.relative_to(root)) for p in changed) or "up to date"))
+        elif args.command == "export":
+            from .export import export
+
+            root = runner.repo_root()
+            student = args.student is not None
+            folder = args.student if student else args.teacher
+            for path in export(root, folder, student=student, chapters=args.chapters or None):
+                print(f"genlens: wrote {path}")
     except runner.RunError as err:
         print(f"genlens: error: {err}", file=sys.stderr)
         return 2

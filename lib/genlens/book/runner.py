@@ -2,9 +2,12 @@
 
 This is the only module that knows about notebooks, papermill or Jupyter Book. A chapter's
 parameters are read from its source's `parameters` cell and every override is validated before a
-kernel starts: an unknown name, a wrong type or a value outside the cell's stated choices is a
-`RunError` with a one-line message. A chapter executes into a temporary notebook that replaces the
-committed one only on success; a failure keeps the partial notebook beside it for inspection.
+kernel starts: an unknown name, a wrong type or a value outside the cell's stated choices or range
+is a `RunError` with a one-line message. A numeric parameter states its meaningful range at the
+start of its comment: `n = 5  # >= 2; what it is`, `x = 0.5  # in [0, 1]` (also `>`, `<`, `<=` and
+open ends). A chapter executes into a temporary notebook that replaces the committed one only on
+success; a failure keeps the partial notebook beside it for inspection. While it runs, the kernel's
+stderr is filtered (`is_noise`) and one progress line shows the cell and the elapsed time.
 """
 from __future__ import annotations
 
@@ -53,6 +56,54 @@ class Param:
     name: str
     default: Any
     choices: tuple[str, ...] | None = None  # from a trailing "# one of: a, b" comment
+    range: Range | None = None  # from a trailing "# >= 1" or "# in [0, 1]" comment
+
+
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_BOUND = re.compile(rf"^#\s*(>=|>|<=|<)\s*({_NUMBER})\s*(?:;|$)")
+_INTERVAL = re.compile(rf"^#\s*in\s*([\[(])\s*({_NUMBER})\s*,\s*({_NUMBER})\s*([\])])\s*(?:;|$)")
+
+
+@dataclass(frozen=True)
+class Range:
+    """A numeric parameter's meaningful range, as its comment states it (None: unbounded on that side).
+
+    >>> r = Range.parse("# in [0, 1]; learning-rate exponent"); (r.low, r.high, r.closed_low, r.closed_high, str(r))
+    (0.0, 1.0, True, True, 'in [0, 1]')
+    >>> Range.parse("# >= 2; seeds"), Range.parse("# seeds") is None, Range.parse("# > 0").contains(0)
+    (Range(low=2.0, high=None, closed_low=True, closed_high=True), True, False)
+    """
+    low: float | None
+    high: float | None
+    closed_low: bool = True
+    closed_high: bool = True
+
+    @classmethod
+    def parse(cls, comment: str) -> Range | None:
+        """The range a comment starts with (`# >= 1`, `# > 0`, `# <= 5`, `# in [0, 1)`, ...), or None."""
+        comment = comment.strip()
+        if m := _BOUND.match(comment):
+            op, x = m.group(1), float(m.group(2))
+            return cls(x, None, op == ">=") if op.startswith(">") else cls(None, x, closed_high=op == "<=")
+        if m := _INTERVAL.match(comment):
+            low, high = float(m.group(2)), float(m.group(3))
+            if low > high:
+                raise RunError(f"empty range in comment {comment!r}")
+            return cls(low, high, m.group(1) == "[", m.group(4) == "]")
+        return None
+
+    def contains(self, x: float) -> bool:
+        low_ok = self.low is None or (x >= self.low if self.closed_low else x > self.low)
+        high_ok = self.high is None or (x <= self.high if self.closed_high else x < self.high)
+        return low_ok and high_ok
+
+    def __str__(self) -> str:
+        g = lambda v: f"{v:g}"  # noqa: E731
+        if self.low is not None and self.high is not None:
+            return f"in {'[' if self.closed_low else '('}{g(self.low)}, {g(self.high)}{']' if self.closed_high else ')'}"
+        if self.low is not None:
+            return f"{'>=' if self.closed_low else '>'} {g(self.low)}"
+        return f"{'<=' if self.closed_high else '<'} {g(self.high)}"
 
 
 def repo_root() -> Path:
@@ -87,7 +138,7 @@ def available(root: Path) -> list[str]:
 
 
 def read_parameters(source: Path) -> dict[str, Param]:
-    """Names, defaults and choices of the assignments in the source's `parameters` cell."""
+    """Names, defaults, choices and ranges of the assignments in the source's `parameters` cell."""
     import jupytext
 
     notebook = jupytext.read(source)
@@ -100,9 +151,18 @@ def read_parameters(source: Path) -> dict[str, Param]:
         if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
             raise RunError(f"{source.name}: the parameters cell may only hold simple assignments")
         name = node.targets[0].id
-        match = re.search(r"#\s*one of:\s*(.+)$", lines[node.lineno - 1])
+        line = lines[node.lineno - 1]
+        match = re.search(r"#\s*one of:\s*(.+)$", line)
         choices = tuple(s.strip() for s in match.group(1).split(",")) if match else None
-        params[name] = Param(name, ast.literal_eval(node.value), choices)
+        default = ast.literal_eval(node.value)
+        tail = line[node.end_col_offset:]
+        comment = tail[tail.index("#"):] if "#" in tail else ""
+        bounds = Range.parse(comment) if comment else None
+        if bounds is not None and (isinstance(default, bool) or not isinstance(default, (int, float))):
+            raise RunError(f"{source.name}: parameter {name!r} states a range but is not a number")
+        if bounds is not None and not bounds.contains(default):
+            raise RunError(f"{source.name}: parameter {name!r} has default {default!r}, outside its range {bounds}")
+        params[name] = Param(name, default, choices, bounds)
     return params
 
 
@@ -127,6 +187,8 @@ def _convert(param: Param, text: str) -> Any:
         raise RunError(f"parameter {param.name!r} expects {kind} (default {default!r}), got {text!r}") from None
     if param.choices is not None and str(value) not in param.choices:
         raise RunError(f"parameter {param.name!r} must be one of {', '.join(param.choices)}, got {text!r}")
+    if param.range is not None and not param.range.contains(value):
+        raise RunError(f"parameter {param.name!r} must be {param.range}, got {text!r}")
     return value
 
 
@@ -196,6 +258,103 @@ def output_paths(chapter: str, profile: str, root: Path) -> tuple[Path, Path]:
     return notebook, results
 
 
+# Lines a kernel prints on its own stderr that say nothing to a reader (the chapters' own warnings are in
+# the notebook's outputs). Everything else the kernel prints reaches the terminal, each distinct line once.
+NOISE = tuple(re.compile(p) for p in (
+    r"Kernel is running over TCP without encryption",     # ipykernel >= 7, local kernels over loopback
+    r"^\s*\d+\.\d+s - ",                                   # debugpy: "0.00s - Debugger warning: frozen modules"
+    r"frozen_modules|PYDEVD_DISABLE_FILE_VALIDATION",
+    r"^\s*$",
+))
+
+
+def is_noise(line: str) -> bool:
+    """True for a kernel stderr line that says nothing to a reader.
+
+    >>> is_noise("[IPKernelApp] WARNING | Kernel is running over TCP without encryption. All communication ...")
+    True
+    >>> is_noise("0.00s - Debugger warning: It seems that frozen modules are being used"), is_noise("UserWarning: x")
+    (True, False)
+    """
+    return any(p.search(line) for p in NOISE)
+
+
+class _KernelStderr:
+    """Route file descriptor 2 (which the kernel inherits) through a filter for the duration of a run.
+
+    Noise lines (`is_noise`) are dropped, every other distinct line is written once to the real stderr.
+    `terminal` is a handle on the real stderr for our own progress line, which bypasses the filter.
+    """
+
+    def __enter__(self) -> "_KernelStderr":
+        import threading
+
+        sys.stderr.flush()
+        self._saved = os.dup(2)
+        self.terminal = os.fdopen(os.dup(self._saved), "w", buffering=1, encoding="utf-8", errors="replace")
+        read, write = os.pipe()
+        os.dup2(write, 2)
+        os.close(write)
+        self._thread = threading.Thread(target=self._pump, args=(read,), daemon=True)
+        self._thread.start()
+        return self
+
+    def _pump(self, read: int) -> None:
+        from tqdm import tqdm
+
+        seen: set[str] = set()
+        with os.fdopen(read, encoding="utf-8", errors="replace") as lines:
+            for line in lines:
+                if not is_noise(line) and line not in seen:
+                    seen.add(line)
+                    try:
+                        tqdm.write(line.rstrip("\n"), file=self.terminal)  # above the progress line, not inside it
+                    except (ValueError, OSError):  # the run is over and the terminal handle closed
+                        return
+
+    def __exit__(self, *exc: object) -> None:
+        sys.stderr.flush()
+        os.dup2(self._saved, 2)  # the pipe's last writer in this process is gone: the pump sees its end
+        os.close(self._saved)
+        self._thread.join(timeout=5)
+        self.terminal.close()
+
+
+class _PapermillNoise:
+    """A logging filter for papermill's warnings that the runner's own checks make redundant: its parameter
+    introspection reads a range comment (`# >= 1`) as a second assignment, and it warns about parameters it
+    could not parse, which `resolve_parameters` has already validated."""
+
+    DROP = ("Unable to parse line", "Passed unknown parameter")
+
+    def filter(self, record) -> bool:
+        return not any(record.getMessage().startswith(d) for d in self.DROP)
+
+    def __enter__(self) -> "_PapermillNoise":
+        import logging
+
+        self._loggers = [logging.getLogger(n) for n in ("papermill", "papermill.translators")]
+        for logger in self._loggers:
+            logger.addFilter(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for logger in self._loggers:
+            logger.removeFilter(self)
+
+
+def progress_options(chapter: str, terminal, environ=os.environ) -> dict[str, Any] | bool:
+    """papermill's tqdm options: one line per chapter, 'rethinking: cell k of n [elapsed]'; off with TQDM_DISABLE.
+
+    >>> progress_options("hfc", None, {"TQDM_DISABLE": "1"}), progress_options("hfc", None, {})["bar_format"]
+    (False, 'hfc: cell {n_fmt} of {total_fmt} [{elapsed}]')
+    """
+    if environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false"):
+        return False
+    return {"bar_format": f"{chapter}: cell {{n_fmt}} of {{total_fmt}} [{{elapsed}}]", "file": terminal,
+            "mininterval": 1.0, "leave": True, "disable": False, "dynamic_ncols": True}
+
+
 def run(chapter: str, profile: str = "quick", overrides: dict[str, str] | None = None,
         root: Path | None = None, log=print) -> dict[str, Any]:
     """Execute a chapter with papermill; write its notebook and results JSON; return the results."""
@@ -213,12 +372,14 @@ def run(chapter: str, profile: str = "quick", overrides: dict[str, str] | None =
     partial = results_out.with_name(f".{chapter}.partial.json")
     partial.unlink(missing_ok=True)
     env_before = {k: os.environ.get(k) for k in ("GENLENS_RESULTS_PATH", "TQDM_DISABLE")}
-    os.environ.update(GENLENS_RESULTS_PATH=str(partial), TQDM_DISABLE="1")
     log(f"genlens: running {chapter} ({profile}) ...")
     start = time.perf_counter()
     try:
-        papermill.execute_notebook(str(source_nb), str(running), parameters=params, kernel_name="python3",
-                                   progress_bar=False, cwd=str(notebook_out.parent), log_output=False)
+        with _KernelStderr() as stderr, _PapermillNoise():
+            progress = progress_options(chapter, stderr.terminal)
+            os.environ.update(GENLENS_RESULTS_PATH=str(partial), TQDM_DISABLE="1")  # the kernel's bars: off
+            papermill.execute_notebook(str(source_nb), str(running), parameters=params, kernel_name="python3",
+                                       progress_bar=progress, cwd=str(notebook_out.parent), log_output=False)
     except papermill.PapermillExecutionError as err:
         os.replace(running, failed)
         raise RunError(f"chapter {chapter!r} failed in cell {err.exec_count}: {err.ename}: "
@@ -311,15 +472,20 @@ def write_results_page(root: Path) -> Path:
     return page
 
 
-def build_html(root: Path | None = None, strict: bool = False) -> Path:
+def build_html(root: Path | None = None, strict: bool = False, repository_url: str | None = None) -> Path:
     """Render the book with Jupyter Book into _build/html (execution off: papermill ran the chapters).
 
     strict: every Sphinx warning is an error (all are reported, then the build fails).
+    repository_url: build as if `_config.yml`'s repository.url were this (None: as it is). Launch and
+    repository buttons are rendered only when a URL is set (`publish.book_config`).
     """
+    from .publish import write_book_config
+
     root = root or repo_root()
     write_results_page(root)
+    config = write_book_config(root, repository_url)
     jb = Path(sys.executable).with_name("jupyter-book")
-    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(root), "--keep-going"]
+    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(root), "--keep-going", "--config", str(config)]
     cmd += ["--warningiserror", "--all"] if strict else []
     if subprocess.run(cmd, cwd=root).returncode != 0:
         raise RunError("jupyter-book build failed (see its output above)")
