@@ -27,10 +27,6 @@ from genlens.book.runner import Range, RunError
 from test_runner import HEADER, SAVE, genlens_cmd, make_repo, one_line, quiet
 
 ROOT = Path(__file__).resolve().parents[1]
-# Chapters being rewritten elsewhere when the install cell and ranges came in: they pass once the
-# maintainer ran `genlens install-cell hfc protopnet corrections` and `genlens set-range` on their numeric
-# parameters (see CONTRIBUTING.md); then empty this set.
-PENDING = {"hfc", "protopnet", "corrections"}
 
 RANGED_CELL = """\
 ```{code-cell} ipython3
@@ -295,16 +291,8 @@ def test_install_cell_command(tmp_path: Path) -> None:
     assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1 and "'nosuch'" in proc.stderr
 
 
-def chapter_marks(chapter: str) -> list:
-    if chapter in PENDING:
-        return [pytest.mark.xfail(reason=f"{chapter} was being rewritten: run `genlens install-cell {chapter}` and "
-                                         f"`genlens set-range {chapter} NAME RANGE` for its numeric parameters, "
-                                         "then drop it from PENDING", strict=False)]
-    return []
-
-
 @pytest.mark.chapters
-@pytest.mark.parametrize("chapter", [pytest.param(c, marks=chapter_marks(c)) for c in runner.available(ROOT)])
+@pytest.mark.parametrize("chapter", runner.available(ROOT))
 def test_every_chapter_has_the_install_cell_and_ranges(chapter: str) -> None:
     """Every chapter: the current install cell first (source and executed notebook, no output), and a
     stated range on each numeric parameter."""
