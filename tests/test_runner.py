@@ -60,7 +60,7 @@ from genlens.book.report import EXACT, Report
 
 report = Report("rethinking", profile, seed, str(pick_device(device)), tolerances={"product": EXACT})
 product = report.metric("product", n * scale)
-report.claim("positive", product > 0, "n times scale is positive")
+report.check("positive", product > 0, "n times scale is positive")
 report.paper_vs_run("product", "1.5", "Table 0", product)
 print(f"{name}:{flag}")
 ```
@@ -270,7 +270,7 @@ def test_run_writes_notebook_results_and_page(executed: tuple[Path, dict]) -> No
     on_disk = json.loads(results_path.read_text())
     assert on_disk == results
     required = {"chapter", "profile", "params", "seed", "device", "versions", "wall_s", "peak_rss_mb",
-                "metrics", "claims", "paper_vs_run"}
+                "metrics", "checks", "paper_vs_run"}
     assert required <= set(on_disk), required - set(on_disk)
     assert on_disk["chapter"] == "rethinking" and on_disk["profile"] == "quick"
     assert on_disk["params"] == {"profile": "quick", "seed": 0, "device": "auto", "n": 4, "scale": 0.5,
@@ -285,14 +285,14 @@ def test_run_writes_notebook_results_and_page(executed: tuple[Path, dict]) -> No
     assert isinstance(on_disk["wall_s"], (int, float)) and on_disk["wall_s"] >= 0
     assert on_disk["peak_rss_mb"] > 0
     assert on_disk["metrics"] == {"product": 2.0}  # n * scale = 4 * 0.5
-    assert on_disk["claims"] == {"positive": True}
+    assert on_disk["checks"] == {"positive": True}
     assert on_disk["tolerances"] == {"product": {"abs": 0.0, "rel": 0.0, "why": EXACT.why}}
     assert on_disk["paper_vs_run"] == [{"quantity": "product", "paper": "1.5", "source": "Table 0", "run": "2.0",
                                         "value": 2.0, "tolerance": {"abs": 0.0, "rel": 0.0, "why": EXACT.why}}]
 
     page = (root / "book" / "results.md").read_text()
     quick = page.split("## Profile `quick`")[1].split("## Profile `full`")[0]
-    assert "| rethinking | - | - | - | - | 1/1 claims |" in quick
+    assert "| rethinking | 0 | 0 | 0 | 0 | 1/1 checks |" in quick
     assert "n times scale is positive" in quick
     assert "No chapter has been run in this profile yet." in page.split("## Profile `full`")[1]
 

@@ -1,4 +1,4 @@
-"""genlens.book.report tolerances and borderline claims, and genlens.book.validate: what must agree between runs."""
+"""genlens.book.report tolerances, checks and borderline outcomes, and genlens.book.validate: what must agree between runs."""
 import copy
 import json
 import math
@@ -15,9 +15,8 @@ def make_report(acc: float = 0.90, count: int = 7, gap: float = 0.05) -> Report:
     report.metric("acc_test", acc)
     report.metric("count", count)
     report.metric("gap", gap)
-    report.claim("big_enough", acc >= 0.5, "accuracy above one half", margin=acc - 0.5, tol=0.03)
-    report.claim("gap_positive", gap > 0, "the gap is positive", margin=gap, tol=0.02)
-    report.claim("seven", count == 7, "seven of them")
+    report.check("big_enough", acc >= 0.5, "accuracy above one half")
+    report.check("seven", count == 7, "seven of them")
     report.paper_vs_run("accuracy (%)", "91", "Table 1", 100 * acc)
     return report
 
@@ -41,29 +40,20 @@ def test_every_figure_needs_a_stated_tolerance():
         report.paper_vs_run("loss (nats)", "0.1", "Fig. 1", 0.2)
 
 
-def test_claim_margin_sign_and_borderline():
+def test_a_failing_check_fails_the_run():
     report = make_report()
-    with pytest.raises(ValueError, match="wrong sign"):
-        report.claim("bad", True, "x", margin=-0.1, tol=0.01)
-    with pytest.raises(ValueError, match="needs its tolerance"):
-        report.claim("bad", True, "x", margin=0.1)
-    assert not report.borderline("big_enough") and not report.borderline("gap_positive")  # margin 0.05 > 0.02
-    report.claim("gap_positive", False, "the gap is positive", margin=-0.01, tol=0.02)
-    assert report.borderline("gap_positive") and report.failed_claims() == []
-    report.assert_checks()  # a borderline miss does not fail the run...
-    assert "borderline (no" in report.claims_markdown()  # ...and is shown as such
-    report.claim("seven", False, "seven of them")
+    report.assert_checks()
+    assert "| seven of them | yes |" in report.checks_markdown()
+    with pytest.raises(ValueError, match="recorded twice"):
+        report.check("seven", True, "again")
+    failing = make_report(count=8)
+    assert "| seven of them | **no** |" in failing.checks_markdown()
     with pytest.raises(AssertionError, match="seven of them"):
-        report.assert_checks()
-
-
-def test_borderline_is_decided_by_the_margin_against_its_tolerance():
-    assert not make_report(gap=0.05).borderline("gap_positive")
-    assert make_report(gap=0.015).borderline("gap_positive")
+        failing.assert_checks()
 
 
 def test_table_cells_escape_pipes():
-    table = markdown_table(["claim"], [["|lambda_min/lambda_max| is small"]])
+    table = markdown_table(["check"], [["|lambda_min/lambda_max| is small"]])
     assert table.splitlines()[2] == "| \\|lambda_min/lambda_max\\| is small |"
 
 
@@ -90,18 +80,10 @@ def test_compare_rejects_a_deliberately_wrong_committed_figure():
                                                   f"({EXACT.why})"]
 
 
-def test_compare_rejects_a_flipped_outcome_but_not_a_borderline_one():
+def test_compare_rejects_a_flipped_check():
     committed, rerun = results(make_report()), results(make_report())
-    committed["claims"]["seven"] = False
-    assert validate.compare(committed, rerun) == [
-        "claim 'seven': holds re-executed but fails committed (not borderline in either run)"]
-    # the gap claim flips between runs, but its margin lies within the tolerance in one of them: allowed
-    committed, rerun = results(make_report(gap=0.01)), results(make_report(gap=-0.005))
-    assert validate.compare(committed, rerun) == []
-    # a flip far outside the tolerance is caught twice: the figure and the outcome
-    committed, rerun = results(make_report(gap=0.1)), results(make_report(gap=-0.1))
-    problems = validate.compare(committed, rerun)
-    assert any(p.startswith("metric 'gap'") for p in problems) and any(p.startswith("claim 'gap_positive'") for p in problems)
+    committed["checks"]["seven"] = False
+    assert validate.compare(committed, rerun) == ["check 'seven': holds re-executed but fails committed"]
 
 
 def test_compare_rejects_missing_or_new_figures_and_changed_tolerances():
@@ -129,9 +111,9 @@ def test_validate_command(tmp_path, monkeypatch, capsys):
     assert "did not run to its end" in capsys.readouterr().out
     (rerun / "toy.json").write_text(json.dumps(results(make_report(acc=0.91))))
     assert cli.main(["validate", str(rerun)]) == 0
-    assert "toy: 4 figures within tolerance, 3 outcomes identical (0 borderline)" in capsys.readouterr().out
+    assert "toy: 4 figures within tolerance, 2 outcomes identical (0 borderline)" in capsys.readouterr().out
     wrong = copy.deepcopy(results(make_report()))
-    wrong["claims"]["seven"] = False
+    wrong["checks"]["seven"] = False
     (rerun / "toy.json").write_text(json.dumps(wrong))
     assert cli.main(["validate", str(rerun)]) == 1
 
@@ -141,21 +123,6 @@ def test_save_writes_to_the_validation_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("GENLENS_RESULTS_DIR", str(tmp_path))
     path = make_report().save()
     assert path == tmp_path / "quick" / "toy.json" and json.loads(path.read_text())["metrics"]["count"] == 7
-
-
-def test_margin_from_recorded_figures():
-    report = make_report(acc=0.90, gap=0.05)
-    assert report.margin(("acc_test", ">=", 0.5)) == pytest.approx({"margin": 0.40, "tol": 0.03})
-    assert report.margin(("gap", "<", "acc_test")) == pytest.approx({"margin": 0.85, "tol": 0.05})
-    # of several comparisons, the one nearest its boundary in units of its tolerance decides
-    both = report.margin(("acc_test", ">=", 0.5), ("gap", ">", 0.04))
-    assert both == pytest.approx({"margin": 0.01, "tol": 0.02})
-    report.claim("both", True, "both", **both)
-    assert report.borderline("both")
-    with pytest.raises(ValueError, match="not a recorded metric"):
-        report.margin(("nothing", ">", 0))
-    with pytest.raises(ValueError, match="op must be"):
-        report.margin(("gap", "=", 0))
 
 
 def test_outcomes_are_exact_unless_borderline():

@@ -112,7 +112,7 @@ class PaperRow:
 
 @dataclass
 class Report:
-    """Metrics (name -> number), claims (name -> bool) and paper-vs-run rows of one chapter run.
+    """Metrics (name -> number), checks, findings and paper-vs-run rows of one chapter run.
 
     `tolerances` maps glob patterns (over metric names and paper-vs-run quantities) to the `Tol` within
     which a re-executed run must reproduce the figure; the first matching pattern applies and a figure
@@ -131,9 +131,7 @@ class Report:
     check_text: dict[str, str] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
     finding_tol: dict[str, Tol] = field(default_factory=dict)
-    claims: dict[str, bool] = field(default_factory=dict)
-    claim_text: dict[str, str] = field(default_factory=dict)
-    margins: dict[str, dict[str, Any]] = field(default_factory=dict)  # claim or outcome -> margin, tol, borderline
+    margins: dict[str, dict[str, Any]] = field(default_factory=dict)  # outcome -> margin, tol, borderline
     rows: list[PaperRow] = field(default_factory=list)
 
     def tolerance(self, key: str) -> Tol:
@@ -170,61 +168,6 @@ class Report:
         """Record a time in seconds: machine-dependent, so shown and kept but never compared across runs."""
         self.timings[name] = float(seconds)
         return float(seconds)
-
-    def claim(self, name: str, holds: bool, text: str, *, margin: float | None = None,
-              tol: float | None = None) -> bool:
-        """Record whether the claim `text` holds in this run.
-
-        A claim decided by comparing figures gives its `margin` (signed distance to the decision boundary,
-        >= 0 where it holds) and `tol`, the tolerance of that margin in the same units. When |margin| <= tol
-        the outcome is borderline: it could come out either way on another processor, so it is shown as
-        such and neither fails the run nor the validation. A claim without a margin is an exact outcome.
-        """
-        holds = bool(holds)
-        if margin is not None:
-            margin = float(margin)
-            if tol is None or not tol >= 0:
-                raise ValueError(f"claim {name!r}: a margin needs its tolerance tol >= 0, got {tol}")
-            if margin != 0 and (margin > 0) != holds:
-                raise ValueError(f"claim {name!r}: margin {margin:g} has the wrong sign for holds={holds}")
-            self.margins[name] = {"margin": margin, "tol": float(tol), "borderline": abs(margin) <= tol}
-        else:
-            self.margins.pop(name, None)
-        self.claims[name] = holds
-        self.claim_text[name] = text
-        return holds
-
-    def margin(self, *comparisons: tuple[str | float, str, str | float]) -> dict[str, float]:
-        """`margin=` and `tol=` for a claim that every comparison holds, from recorded figures.
-
-        Each comparison is (a, op, b), op one of ">", ">=", "<", "<=", a and b metric names (their recorded
-        value and tolerance) or plain numbers (exact). The margin of one comparison is its signed slack
-        (>= 0 where it holds) and its tolerance the sum of the two figures' tolerances; of several, the
-        one nearest its boundary in units of its tolerance decides.
-        """
-        def side(x: str | float) -> tuple[float, float]:
-            if isinstance(x, str):
-                if x not in self.metrics:
-                    raise ValueError(f"margin: {x!r} is not a recorded metric")
-                return self.metrics[x], self.metric_tol[x].width(self.metrics[x])
-            return float(x), 0.0
-
-        best: tuple[float, float, float] | None = None
-        for a, op, b in comparisons:
-            (va, ta), (vb, tb) = side(a), side(b)
-            if op not in (">", ">=", "<", "<="):
-                raise ValueError(f"margin: op must be one of >, >=, <, <=; got {op!r}")
-            m, t = (va - vb if op.startswith(">") else vb - va), ta + tb
-            score = m / t if t > 0 else math.copysign(math.inf, m) if m else 0.0
-            if best is None or score < best[0]:
-                best = (score, m, t)
-        if best is None:
-            raise ValueError("margin: give at least one comparison")
-        return {"margin": best[1], "tol": best[2]}
-
-    def borderline(self, name: str) -> bool:
-        """Whether the claim `name` was decided by a margin within its tolerance."""
-        return bool(self.margins.get(name, {}).get("borderline", False))
 
     def check(self, name: str, holds: bool, text: str) -> bool:
         """Record a check: a property the experiment needs to mean anything (e.g. random labels were fitted).
@@ -282,31 +225,17 @@ class Report:
         tol = self.tolerance(quantity)
         self.rows.append(PaperRow(quantity, paper, source, fmt.format(run), float(run), asdict(tol)))
 
-    def claims_markdown(self) -> str:
-        """The claims as a markdown table: claim, whether it holds in this run, and its margin."""
-        def outcome(k: str, v: bool) -> str:
-            if self.borderline(k):
-                m = self.margins[k]
-                return f"borderline ({'yes' if v else 'no'}: margin {m['margin']:.3g} within tolerance {m['tol']:.3g})"
-            return "yes" if v else "**no**"
-        return markdown_table(["claim", "holds in this run"], [[self.claim_text[k], outcome(k, v)] for k, v in self.claims.items()])
-
     def table_markdown(self) -> str:
         """The "paper vs. this run" table as markdown."""
         return markdown_table(["quantity", "paper", "source", "this run"],
                               [[r.quantity, r.paper, r.source, r.run] for r in self.rows])
 
-    def failed_claims(self) -> list[str]:
-        """Claims that do not hold by more than their tolerance (borderline ones are not failures)."""
-        return [k for k, v in self.claims.items() if not v and not self.borderline(k)]
-
     def assert_checks(self) -> None:
-        """Raise AssertionError naming every check (and claim, borderline ones excepted) that does not hold.
+        """Raise AssertionError naming every check that does not hold.
 
         Findings are never asserted: a claim of the paper that does not reproduce is a result.
         """
         failed = [self.check_text[k] for k, v in self.checks.items() if not v]
-        failed += [self.claim_text[k] for k in self.failed_claims()]
         if failed:
             raise AssertionError("checks that do not hold in this run: " + "; ".join(failed))
 
@@ -327,8 +256,6 @@ class Report:
                 "findings": [asdict(f) | ({"tolerance": asdict(self.finding_tol[f.id])} if f.id in self.finding_tol else {})
                              for f in self.findings],
                 "scorecard": scorecard([asdict(f) for f in self.findings])} if self.findings or self.checks else {}),
-            "claims": self.claims,
-            "claim_text": self.claim_text,
             "margins": self.margins,
             "paper_vs_run": [asdict(r) for r in self.rows],
         }

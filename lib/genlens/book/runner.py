@@ -430,7 +430,7 @@ def write_results_page(root: Path) -> Path:
              "bootstrap of the test set) and a verdict: *reproduced* (the interval lies on the paper's side of",
              "no effect), *opposite* (on the other side), *inconclusive* (it covers no effect) or *not tested*",
              "(with the reason). A finding never fails a run; a **check** (what the experiment needs to mean",
-             "anything) does. Chapters not yet moved to findings list their claims instead.", ""]
+             "anything) does.", ""]
     for profile in PROFILES:
         results = {c: json.loads(p.read_text()) for c in CHAPTERS if (p := results_path(root, profile, c)).exists()}
         lines += [f"## Profile `{profile}`", ""]
@@ -439,14 +439,10 @@ def write_results_page(root: Path) -> Path:
             continue
         rows, total = [], dict.fromkeys(VERDICTS, 0)
         for c, r in results.items():
-            if "findings" in r:
-                card = scorecard(r["findings"])
-                total = {v: total[v] + card[v] for v in VERDICTS}
-                verdicts = [str(card[v]) for v in VERDICTS]
-                held = f"{sum(r['checks'].values())}/{len(r['checks'])} checks"
-            else:
-                verdicts = ["-"] * len(VERDICTS)
-                held = f"{sum(bool(v) for v in r['claims'].values())}/{len(r['claims'])} claims"
+            card = scorecard(r.get("findings", []))
+            total = {v: total[v] + card[v] for v in VERDICTS}
+            verdicts = [str(card[v]) for v in VERDICTS]
+            held = f"{sum(r.get('checks', {}).values())}/{len(r.get('checks', {}))} checks"
             rows.append([c, *verdicts, held, f"{r['wall_s']:.0f}", f"{r['peak_rss_mb']:.0f}", r["device"],
                          f"torch {r['versions']['torch']}", r["date"]])
         rows.append(["**whole book**", *[f"**{total[v]}**" for v in VERDICTS], "", f"{sum(r['wall_s'] for r in results.values()):.0f}",
@@ -455,18 +451,13 @@ def write_results_page(root: Path) -> Path:
                                   "date"], rows), ""]
         for c, r in results.items():
             lines += [f"### {c} ({profile})", ""]
-            if "findings" in r:
+            if r.get("findings"):
                 lines += [markdown_table(["finding", "source", "this run [interval]", "verdict"],
                                          [[f"{f.statement} ({f.quantity})", f.source, f.run_text(), f.verdict + (" (borderline)" if f.borderline else "")]
                                           for f in map(Finding.from_dict, r["findings"])]), ""]
-                if r["checks"]:
-                    lines += [markdown_table(["check", "holds"], [[r["check_text"].get(k, k), "yes" if v else "**no**"]
-                                                                 for k, v in r["checks"].items()]), ""]
-            if r.get("claims"):
-                margins = r.get("margins", {})
-                outcome = {k: ("borderline, " if margins.get(k, {}).get("borderline") else "") + ("yes" if v else "**no**")
-                           for k, v in r["claims"].items()}
-                lines += [markdown_table(["claim", "holds"], [[r["claim_text"].get(k, k), outcome[k]] for k in r["claims"]]), ""]
+            if r.get("checks"):
+                lines += [markdown_table(["check", "holds"], [[r["check_text"].get(k, k), "yes" if v else "**no**"]
+                                                             for k, v in r["checks"].items()]), ""]
     page = root / "book" / "results.md"
     atomic_write_bytes(page, "\n".join(lines).encode())
     return page

@@ -3,9 +3,9 @@
 Floating-point summation order differs between processors (vector width, thread count), so a
 re-executed chapter never reproduces every digit of the committed one. What must agree:
 
-- outcomes exactly: the same metrics, checks, findings, claims and paper-vs-run rows; every check;
-  every finding's verdict, every claim's verdict and every recorded outcome (an argmax, a winner),
-  except one that was borderline (decided within its tolerance) in either run;
+- outcomes exactly: the same metrics, checks, findings and paper-vs-run rows; every check; every
+  finding's verdict and every recorded outcome (an argmax, a winner), except one that was borderline
+  (decided within its tolerance) in either run;
 - every figure within the tolerance recorded beside it in the committed results (`report.Tol`), a
   finding's estimate and interval ends included.
 
@@ -55,13 +55,6 @@ def compare(committed: dict[str, Any], rerun: dict[str, Any]) -> list[str]:
         borderline = any(r.get("margins", {}).get(name, {}).get("borderline", False) for r in (committed, rerun))
         if not borderline:
             problems += _figure(f"metric {name!r}", cm[name], rm[name], _tol(tols.get(name)))
-    cc, rc = committed.get("claims", {}), rerun.get("claims", {})
-    problems += _same_keys("claim", cc, rc)
-    for name in cc.keys() & rc.keys():
-        borderline = any(r.get("margins", {}).get(name, {}).get("borderline", False) for r in (committed, rerun))
-        if cc[name] != rc[name] and not borderline:
-            problems.append(f"claim {name!r}: {'holds' if rc[name] else 'fails'} re-executed but "
-                            f"{'holds' if cc[name] else 'fails'} committed (not borderline in either run)")
     cc, rc = committed.get("checks", {}), rerun.get("checks", {})
     problems += _same_keys("check", cc, rc)
     problems += [f"check {k!r}: {'holds' if rc[k] else 'fails'} re-executed but {'holds' if cc[k] else 'fails'} committed"
@@ -121,7 +114,7 @@ def summary(committed: dict[str, Any]) -> str:
     """What a passing comparison checked: '<n> figures within tolerance, <m> outcomes identical (<b> borderline)'."""
     findings = committed.get("findings", [])
     n = len(committed.get("metrics", {})) + len(committed.get("paper_vs_run", [])) + 3 * len(findings)
-    outcomes = len(committed.get("claims", {})) + len(committed.get("checks", {})) + len(findings)
+    outcomes = len(committed.get("checks", {})) + len(findings)
     borderline = sum(bool(m.get("borderline")) for m in committed.get("margins", {}).values())
     borderline += sum(bool(f.get("borderline")) for f in findings)
     return f"{n} figures within tolerance, {outcomes} outcomes identical ({borderline} borderline)"
