@@ -13,10 +13,20 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="print the chapter ids with their titles")
     run = sub.add_parser("run", help="execute one chapter with papermill")
     run.add_argument("chapter", help="chapter id (see `genlens list`)")
-    run.add_argument("--profile", default="quick", help="quick (CPU, minutes) or full (one GPU)")
+    run.add_argument("--profile", default="quick", help="quick (CPU, minutes), gpu (one GPU, the book in 10 minutes) "
+                     "or full (the papers' settings)")
     run.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                      help="override a parameter of the chapter's parameters cell (repeatable)")
-    book = sub.add_parser("book", help="run every chapter (quick) and build the HTML book")
+    book = sub.add_parser("book", help="run every chapter (quick) and build the HTML book; with --profile, run a "
+                          "profile's chapters past any failure")
+    book.add_argument("--profile", default=None, help="run every chapter in this profile (gpu, full) into "
+                      "book/results/<profile>/, keep going past a failing chapter, build no HTML")
+    book.add_argument("--data", action="append", default=[], metavar="NAME=SPEC",
+                      help="where a chapter's profile uses data set NAME, use SPEC (e.g. cifar10=imagefolder:/x.zip)")
+    book.add_argument("--smoke", action="store_true", help="every setting shrunk (the chapters' smoke parameter): "
+                      "the code path in a minute or two on a CPU, not the claims")
+    book.add_argument("--jobs", type=int, default=1, help="chapters run at a time, each in its own process")
+    book.add_argument("--chapters", nargs="*", default=None, help="only these chapters")
     book.add_argument("--no-run", action="store_true", help="only build the HTML from the executed chapters")
     book.add_argument("--strict", action="store_true", help="fail on any Sphinx warning (as `make test` does)")
     book.add_argument("--repository-url", default=None, metavar="URL",
@@ -75,6 +85,13 @@ def main(argv: list[str] | None = None) -> int:
             runner.run(args.chapter, args.profile, runner.parse_pairs(args.param))
         elif args.command == "validate":
             return _validate(args.rerun, args.profile)
+        elif args.command == "book" and args.profile is not None:
+            outcome = runner.run_book(args.profile, data=runner.parse_pairs(args.data), smoke=args.smoke,
+                                      jobs=args.jobs, chapters=args.chapters)
+            failed = [c for c, line in outcome.items() if not line.startswith("done")]
+            print(f"genlens: book ({args.profile}): {len(outcome) - len(failed)} of {len(outcome)} chapters done"
+                  + (f"; failed: {', '.join(failed)}" if failed else ""))
+            return 1 if failed else 0
         elif args.command == "book":
             root = runner.repo_root()
             if not args.no_run:

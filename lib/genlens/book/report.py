@@ -133,6 +133,7 @@ class Report:
     finding_tol: dict[str, Tol] = field(default_factory=dict)
     margins: dict[str, dict[str, Any]] = field(default_factory=dict)  # outcome -> margin, tol, borderline
     rows: list[PaperRow] = field(default_factory=list)
+    smoke: bool = False  # a smoke run (every setting shrunk): checks are recorded, not enforced; never validated
 
     def tolerance(self, key: str) -> Tol:
         """The tolerance of the figure named `key`: the first pattern of `tolerances` that matches it."""
@@ -236,7 +237,9 @@ class Report:
         Findings are never asserted: a claim of the paper that does not reproduce is a result.
         """
         failed = [self.check_text[k] for k, v in self.checks.items() if not v]
-        if failed:
+        if failed and self.smoke:  # a smoke run tests the code path; its tiny settings need not meet the checks
+            print(f"smoke run: {len(failed)} check(s) not enforced: " + "; ".join(failed))
+        elif failed:
             raise AssertionError("checks that do not hold in this run: " + "; ".join(failed))
 
     def to_dict(self) -> dict[str, Any]:
@@ -244,6 +247,7 @@ class Report:
             "chapter": self.chapter,
             "profile": self.profile,
             "seed": self.seed,
+            **({"smoke": True} if self.smoke else {}),
             "device": describe(self.device),
             "versions": versions(),
             "git_commit": git_commit(),

@@ -25,7 +25,7 @@ from typing import Any
 
 from ..core.cache import atomic_write_bytes, atomic_write_json
 
-PROFILES = ("quick", "full")
+PROFILES = ("quick", "gpu", "full")  # CPU minutes; one GPU, the whole book in 10 minutes; the papers' settings
 
 
 @dataclass(frozen=True)
@@ -363,7 +363,8 @@ def run(chapter: str, profile: str = "quick", overrides: dict[str, str] | None =
 
     root = root or repo_root()
     params = resolve_parameters(chapter, profile, overrides or {}, root)
-    notebook_out, results_out = output_paths(chapter, profile, root)
+    # a smoke run (every setting shrunk) never replaces a profile's recorded results: it goes to <profile>-smoke/
+    notebook_out, results_out = output_paths(chapter, f"{profile}-smoke" if params.get("smoke") else profile, root)
     notebook_out.parent.mkdir(parents=True, exist_ok=True)
     running = notebook_out.with_name(f".{chapter}.running.ipynb")
     failed = notebook_out.with_name(f"{chapter}.failed.ipynb")
@@ -415,6 +416,79 @@ def run(chapter: str, profile: str = "quick", overrides: dict[str, str] | None =
     log(f"genlens: {chapter} ({profile}) done in {wall:.0f} s -> {notebook_out.relative_to(root)}, "
         f"{results_out.relative_to(root)}")
     return results
+
+
+def profile_dataset(chapter: str, profile: str) -> str | None:
+    """The data set a chapter's profile uses when its `dataset` parameter is empty (`settings_<chapter>`), if it names one."""
+    import importlib
+
+    try:
+        settings = importlib.import_module(f"genlens.book.settings_{chapter}").PROFILES[profile]
+    except (ImportError, KeyError):
+        return None
+    return getattr(settings, "dataset", None)
+
+
+def book_overrides(chapter: str, profile: str, data: dict[str, str], smoke: bool, root: Path) -> dict[str, str]:
+    """The parameters `genlens book` passes to one chapter: `dataset` where the profile's data set is a key of
+    `data` (e.g. cifar10 -> imagefolder:<proxy>), and `smoke=True` for a smoke run."""
+    declared = read_parameters(source_path(chapter, root))
+    out: dict[str, str] = {}
+    if (name := profile_dataset(chapter, profile)) in data and "dataset" in declared:
+        out["dataset"] = data[name]
+    if smoke:
+        if "smoke" not in declared:
+            raise RunError(f"chapter {chapter!r} has no smoke parameter (needed by --smoke)")
+        out["smoke"] = "True"
+    return out
+
+
+def run_book(profile: str, *, data: dict[str, str] | None = None, smoke: bool = False, jobs: int = 1,
+             chapters: list[str] | None = None, root: Path | None = None, log=print) -> dict[str, str]:
+    """Run every chapter of `profile`, `jobs` at a time (each in its own process), past any that fails.
+
+    Returns chapter -> "done in N s" or the failure's one line; every parameter is validated before the
+    first chapter starts. Each chapter's output goes to ``<results folder>/<chapter>.log``.
+    """
+    import concurrent.futures as cf
+
+    root = root or repo_root()
+    chapters = chapters or available(root)
+    if profile not in PROFILES:
+        raise RunError(f"unknown profile {profile!r}; profiles: {', '.join(PROFILES)}")
+    if jobs < 1:
+        raise RunError(f"--jobs must be >= 1, got {jobs}")
+    plans = {c: book_overrides(c, profile, data or {}, smoke, root) for c in chapters}
+    for c, overrides in plans.items():
+        resolve_parameters(c, profile, overrides, root)  # every problem before any work
+    logs = results_path(root, profile)
+    logs.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, GENLENS_ROOT=str(root), TQDM_DISABLE="1")
+    if jobs > 1 and "OMP_NUM_THREADS" not in os.environ:
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
+
+    def one(chapter: str) -> tuple[str, str]:
+        cmd = [sys.executable, "-m", "genlens.book.cli", "run", chapter, "--profile", profile]
+        for k, v in plans[chapter].items():
+            cmd += ["-p", f"{k}={v}"]
+        start = time.perf_counter()
+        with open(logs / f"{chapter}.log", "w") as out:
+            code = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root).returncode
+        wall = time.perf_counter() - start
+        if code == 0:
+            return chapter, f"done in {wall:.0f} s"
+        lines = [l for l in (logs / f"{chapter}.log").read_text(errors="replace").splitlines() if l.strip()]
+        return chapter, f"FAILED after {wall:.0f} s: {lines[-1] if lines else f'exit {code}'}"
+
+    outcome: dict[str, str] = {}
+    log(f"genlens: book ({profile}{', smoke' if smoke else ''}): {len(chapters)} chapters, {jobs} at a time")
+    with cf.ThreadPoolExecutor(max_workers=jobs) as pool:
+        for chapter, line in pool.map(one, chapters) if jobs == 1 else (f.result() for f in cf.as_completed(
+                [pool.submit(one, c) for c in chapters])):
+            outcome[chapter] = line
+            log(f"genlens: {chapter} ({profile}): {line}")
+    write_results_page(root)
+    return {c: outcome[c] for c in chapters}
 
 
 def write_results_page(root: Path) -> Path:
