@@ -221,3 +221,55 @@ def set_range(chapter: str, root: Path, name: str, spec: str) -> list[Path]:
             executed.write_text(new)
             changed.append(executed)
     return changed
+
+
+PROFILES_HEADING = "## This chapter in every profile"
+_RUN_INFO = "## Run information"
+
+
+def profiles_section(chapter: str) -> str:
+    """The markdown a chapter shows before its run information: its findings in every recorded profile,
+    included from the page `runner.write_results_page` generates (so a new `gpu` run needs no re-execution)."""
+    return (f"{PROFILES_HEADING}\n\nThis chapter's findings in every profile recorded so far (`quick` on a CPU, `gpu` on "
+            "one GPU with the paper's data set, `full` with the paper's settings), each run named by its data set, "
+            "device and date. The verdicts of each profile are its own: a finding may hold at one scale and not "
+            f"another.\n\n```{{include}} ../results/profiles/{chapter}.md\n```\n\n")
+
+
+def with_profiles_section(text: str, chapter: str) -> str:
+    """`text` (a source or a markdown cell) with the section inserted before its "## Run information"
+    heading; unchanged if the section is there or the heading is not."""
+    if PROFILES_HEADING in text or _RUN_INFO not in text:
+        return text
+    at = text.index(_RUN_INFO)
+    return text[:at] + profiles_section(chapter) + text[at:]
+
+
+def ensure_profiles_section(chapter: str, root: Path) -> list[Path]:
+    """Write the every-profile section into `notebooks/<chapter>.md` and `book/chapters/<chapter>.ipynb`
+    (text only: a markdown cell, nothing to re-execute); return the files that changed."""
+    from .runner import source_path
+
+    md = source_path(chapter, root)
+    changed = []
+    text = md.read_text()
+    if _RUN_INFO not in text:
+        raise RunError(f"{md.name}: no {_RUN_INFO!r} heading to put the every-profile section before")
+    if (new := with_profiles_section(text, chapter)) != text:
+        md.write_text(new)
+        changed.append(md)
+    executed = root / "book" / "chapters" / f"{chapter}.ipynb"
+    if executed.exists():
+        raw = executed.read_text()
+        nb = json.loads(raw)
+        for cell in nb["cells"]:
+            if cell["cell_type"] == "markdown":
+                src = "".join(cell["source"])
+                if (upd := with_profiles_section(src, chapter)) != src:
+                    cell["source"] = upd.splitlines(True)
+                    break
+        new = json.dumps(nb, sort_keys=True, indent=1, ensure_ascii=False) + ("\n" if raw.endswith("\n") else "")
+        if new != raw:
+            executed.write_text(new)
+            changed.append(executed)
+    return changed

@@ -534,7 +534,56 @@ def write_results_page(root: Path) -> Path:
                                                              for k, v in r["checks"].items()]), ""]
     page = root / "book" / "results.md"
     atomic_write_bytes(page, "\n".join(lines).encode())
+    for c in available(root):
+        atomic_write_bytes(profiles_page(root, c), profiles_markdown(c, {
+            p: json.loads(path.read_text()) for p in PROFILES if (path := results_path(root, p, c)).exists()}).encode())
     return page
+
+
+def profiles_page(root: Path, chapter: str) -> Path:
+    """The generated page a chapter includes to show its findings in every recorded profile."""
+    return root / "book" / "results" / "profiles" / f"{chapter}.md"
+
+
+def profiles_markdown(chapter: str, runs: dict[str, dict[str, Any]]) -> str:
+    """A chapter's findings side by side in every profile recorded (profile -> results JSON), each run named
+    by its data set, device and date; verdicts are counted per profile, never pooled.
+
+    >>> print(profiles_markdown("hfc", {}).splitlines()[0])
+    No run of this chapter has been recorded yet.
+    """
+    from ..core.data import display_name
+    from .findings import VERDICTS, Finding, scorecard
+    from .report import markdown_table
+
+    if not runs:
+        return "No run of this chapter has been recorded yet.\n"
+    lines = []
+    for p, r in runs.items():
+        dataset = r.get("params", {}).get("dataset") or ""
+        card = scorecard(r.get("findings", []))
+        checks = r.get("checks", {})
+        lines.append(f"- **{p}**: {display_name(dataset) + ', ' if dataset else ''}{r['device']}, {r['date']}, "
+                     f"{r['wall_s']:.0f} s; {sum(checks.values())}/{len(checks)} checks held; "
+                     + ", ".join(f"{card[v]} {v}" for v in VERDICTS))
+    missing = [p for p in PROFILES if p not in runs and p != "full"]
+    if missing:
+        lines.append(f"- not recorded yet: {', '.join(missing)} (the `gpu` profile is run whenever a GPU machine "
+                     "is available: `bench/gpu/run_book.sh`)")
+    found: dict[str, dict[str, Finding]] = {p: {d["id"]: Finding.from_dict(d) for d in r.get("findings", [])}
+                                            for p, r in runs.items()}
+    ids = list(dict.fromkeys(i for p in runs for i in found[p]))
+    if ids:
+        def cell(f: Finding | None) -> str:
+            if f is None:
+                return "-"
+            if f.verdict == "not tested":
+                return "not tested"
+            return f"**{f.verdict}**{' (borderline)' if f.borderline else ''}: {f.run_text()}"
+        first = lambda i: next(found[p][i] for p in runs if i in found[p])  # noqa: E731
+        lines += ["", markdown_table(["finding", *runs], [[f"{first(i).statement} ({first(i).quantity}; {first(i).source})",
+                                                           *[cell(found[p].get(i)) for p in runs]] for i in ids])]
+    return "\n".join(lines) + "\n"
 
 
 def build_html(root: Path | None = None, strict: bool = False, repository_url: str | None = None) -> Path:
