@@ -132,6 +132,10 @@ def test_stop_at_train_acc_stops_early():
     assert curves(h) == {k: v[:stop] if isinstance(v, list) else v for k, v in curves(full).items()}
     # the final checkpoint says "finished", so a resume trains no further
     assert [s["epoch"] for s in states] == list(range(1, stop)) + [8]
+    # with checkpoints at most every hour, only the final one is written
+    sparse = []
+    train(build_model(), DATA, cfg, progress=False, checkpoint=sparse.append, checkpoint_every=3600.0)
+    assert [s["epoch"] for s in sparse] == [8]
 
 
 def test_stop_at_train_loss_stops_early():

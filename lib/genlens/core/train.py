@@ -360,6 +360,7 @@ def train(
     resume: Mapping[str, Any] | None = None,
     progress: bool = True,
     snapshots: bool = False,
+    checkpoint_every: float = 0.0,
 ) -> History:
     """Train `model` in place on `data` (x_train, y_train, x_test, y_test on one device).
 
@@ -367,7 +368,8 @@ def train(
     seed of every epoch's batch order, augmentation and dropout. perturb(model, x, y) -> x' replaces
     each training batch (e.g. adversarial training); callback(epoch, model, history) runs after each
     epoch (add curves to history.extra); checkpoint(state) receives a resumable state after each
-    epoch, and `resume` takes such a state back. snapshots: keep the named parameters at
+    epoch, or after the first epoch that ends `checkpoint_every` seconds or more after the last
+    checkpoint (and after the last epoch), and `resume` takes such a state back. snapshots: keep the named parameters at
     initialisation and after each epoch in `History.snapshots`. Parameters' requires_grad flags are
     restored at the end; the model ends in eval mode.
     """
@@ -390,6 +392,7 @@ def train(
         history.snapshots.append(_snapshot(model))
     flags = {p: p.requires_grad for p in model.parameters()}
     optimizers: dict[str, torch.optim.Optimizer] = {}
+    last_checkpoint = time.perf_counter()
     bar = None
     if progress and not os.environ.get("TQDM_DISABLE"):
         from tqdm import tqdm
@@ -421,7 +424,9 @@ def train(
                     phase.after(model, data, history)
                 done = ((config.stop_at_train_acc is not None and history.train_acc[-1] >= config.stop_at_train_acc)
                         or (config.stop_at_train_loss is not None and history.train_loss[-1] <= config.stop_at_train_loss))
-                if checkpoint is not None:
+                if checkpoint is not None and (done or epoch == len(plan) - 1 or checkpoint_every <= 0
+                                               or time.perf_counter() - last_checkpoint >= checkpoint_every):
+                    last_checkpoint = time.perf_counter()
                     states = {**saved, **{name: opt.state_dict() for name, opt in optimizers.items()}}
                     checkpoint({"model": model.state_dict(), "optimizers": states, "history": history.to_dict(),
                                 "epoch": len(plan) if done else epoch + 1})
@@ -480,13 +485,16 @@ def train_cached(
     progress: bool = True,
     phases: Sequence[Phase] | None = None,
     snapshots: bool = False,
+    checkpoint_every: float | None = None,
 ) -> tuple[nn.Module, History]:
     """Build (initialisation seeded by `config.seed`), train once per (spec, config, phases, device type)
     and reuse the result from the cache afterwards.
 
     `spec` names everything else the result depends on (model name and arguments, dataset and its
     randomization, perturbation, the phases' objectives); it is hashed with `run_spec` into the cache
-    key. An interrupted run resumes from its last epoch checkpoint. The model is returned in eval
+    key. An interrupted run resumes from its last epoch checkpoint. `checkpoint_every` (seconds between
+    checkpoints, `train`): None is every epoch on a CPU and every 10 s on CUDA, where an epoch of a
+    small network takes milliseconds and a checkpoint (a copy to the host and an fsync) takes longer. The model is returned in eval
     mode on the data's device; `History.snapshots` holds its trajectory when `snapshots` is set.
     """
     cache = cache or Cache()
@@ -500,7 +508,9 @@ def train_cached(
             resume = cache.load_checkpoint("models", key)
             history = train(model, data, config, phases=phases, perturb=perturb, callback=callback, resume=resume,
                             checkpoint=lambda state: cache.save_checkpoint("models", key, state), progress=progress,
-                            snapshots=snapshots)
+                            snapshots=snapshots,
+                            checkpoint_every=(10.0 if device.type == "cuda" else 0.0) if checkpoint_every is None
+                            else checkpoint_every)
             hit = {"model": model.state_dict(), "history": history.to_dict()}
             cache.save("models", key, hit, full_spec)
             cache.clear_checkpoint("models", key)
