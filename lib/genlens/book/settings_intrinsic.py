@@ -29,6 +29,10 @@ class Settings:
     fit_subset: int | None = None  # training images of the label-corruption family (stratified); None: all
     cnn_min_acc: float = 0.9  # test accuracy at which the main network counts as trained (a check)
     archs_min_acc: float = 0.85  # test accuracy at which every network of the sweep counts as trained (a check)
+    scale_tol: float = 0.15  # the input ID counts as stable if every block of >= a quarter of the probe is within this
+    # (relative) of the whole probe's (a check); TwoNN's finite-sample bias grows with the ID (MNIST's ~12, CIFAR's ~28)
+    probe_subset: bool = False  # True: probe a stratified random subset (an ImageFolder's images are sorted by
+    # class); False: the first n_points training images (mnist5k's are in random order)
 
     def smoke(self) -> Settings:
         """One epoch per network, 160 probe images, 3 subsamples, two corruption levels: the code path only."""
@@ -76,6 +80,6 @@ PROFILES = {
             "CNN width 32": ("cnn", {"width": 32}), "CNN width 64": ("cnn", {"width": 64}),
             "MLP 3x512": ("mlp", {"hidden": [512] * 3})}),
         fit=network("rethinking-fit", "gpu"), fit_subset=2000,
-        levels=(0.0, 0.25, 0.5, 0.75, 1.0), cnn_min_acc=0.7, archs_min_acc=0.3,
+        levels=(0.0, 0.25, 0.5, 0.75, 1.0), cnn_min_acc=0.7, archs_min_acc=0.3, scale_tol=0.25, probe_subset=True,
     ),
 }

@@ -33,6 +33,7 @@ class Settings:
     gabor_orientations: int
     gabor_pool: int  # energy averaged over gabor_pool x gabor_pool blocks
     fit_subset: int | None = None  # training images of `fit_net`'s randomization tests (Fig. 1a); None: all
+    expressivity_n: int | None = None  # training images of Theorem 1's construction (stratified); None: all
 
     def smoke(self) -> Settings:
         """One epoch per network, tiny subsets, 2 seeds, two corruption levels, a tiny kernel problem: the code path only."""
