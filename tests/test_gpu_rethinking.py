@@ -21,7 +21,8 @@ def test_gpu_profile_fits_the_papers_networks_on_cifar_subsets():
     for net in (GPU.fit_net, GPU.cnn_net):  # "fitted" means every training image right, measured exactly
         assert net.train.stop_at_train_acc == 1.0 and net.train.exact_train_metrics
     # the subsets fit the 25,000-image proxy, stratified over 10 classes; quick and full train on all images
-    assert all(0 < n <= 25_000 for n in (GPU.fit_subset, GPU.cnn_subset, GPU.sweep_subset, GPU.reg_subset))
+    assert all(0 < n <= 25_000 for n in (GPU.fit_subset, GPU.cnn_subset, GPU.sweep_subset, GPU.reg_subset,
+                                         GPU.expressivity_n))
     assert PROFILES["quick"].fit_subset is None and PROFILES["full"].fit_subset is None
     assert GPU.levels[0] == 0.0 and GPU.levels[-1] == 1.0
 
@@ -43,6 +44,6 @@ def test_smoke_shrinks_every_setting_and_keeps_the_architectures():
             assert (after.model, dict(after.model_kwargs)) == (before.model, dict(before.model_kwargs))
         # the fixture (book.smoke.write_cifar_like) has 200 training and 100 test images
         assert max(small.fit_subset, small.sweep_subset, small.reg_subset) <= 200 and small.cnn_subset <= 100
-        assert small.reg_seeds >= 2 and small.lsq_seeds >= 2 and small.lsq_n <= 200
+        assert small.reg_seeds >= 2 and small.lsq_seeds >= 2 and max(small.lsq_n, small.expressivity_n) <= 200
         assert small.levels == (0.0, 1.0)
         assert (small.dataset, small.crop) == (settings.dataset, settings.crop)

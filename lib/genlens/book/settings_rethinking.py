@@ -39,7 +39,7 @@ class Settings:
         """One epoch per network, tiny subsets, 2 seeds, two corruption levels, a tiny kernel problem: the code path only."""
         one = {name: getattr(self, name).variant(epochs=1) for name in ("fit_net", "cnn_net", "reg_net")}
         return replace(self, **one, fit_subset=100, cnn_subset=50, sweep_subset=50, levels=(0.0, 1.0), reg_subset=100,
-                       reg_seeds=2, lsq_n=50, lsq_features=100, lsq_seeds=2, lsq_epochs=2)
+                       reg_seeds=2, lsq_n=50, lsq_features=100, lsq_seeds=2, lsq_epochs=2, expressivity_n=100)
 
 
 PROFILES = {
@@ -63,7 +63,7 @@ PROFILES = {
     # AlexNet; every fit to 100% on a subset, Table 1 on 10,000 images for a fixed 10 epochs. GPU_ESTIMATE
     "gpu": Settings(
         dataset="cifar10", crop=28, fit_net=network("rethinking-fit", "gpu"), fit_subset=1000,
-        cnn_net=network("rethinking-fit-cnn", "gpu"), cnn_subset=1000, sweep_subset=1000,
+        cnn_net=network("rethinking-fit-cnn", "gpu"), cnn_subset=1000, sweep_subset=1000, expressivity_n=5000,
         levels=(0.0, 0.25, 0.5, 0.75, 1.0), reg_net=network("rethinking-regularized", "gpu"), reg_subset=10000,
         reg_seeds=3, weight_decay=1e-4, dropout=0.5, lsq_n=2000, lsq_features=6000, lsq_bandwidth_scale=0.4,
         lsq_seeds=3, lsq_epochs=100, lsq_batch_size=100, gabor_size=9, gabor_wavelengths=(4.0, 8.0),
