@@ -83,8 +83,10 @@ PROFILES = {
         archs=_sweep(_GPU_CNN.train, {
             "ResNet-20": ("resnet20", {}), "ResNet-56": ("resnet56", {}), "VGG (3 blocks)": ("vgg", {}),
             "CNN width 32": ("cnn", {"width": 32}), "CNN width 64": ("cnn", {"width": 64}),
-            "MLP 3x512": ("mlp", {"hidden": [512] * 3})}),
+            # batch norm: the recipe's lr 0.1 with momentum is stable with it (a plain MLP 1x512 at lr 0.1 stayed at
+            # chance on the proxy)
+            "MLP 3x512 (batch norm)": ("mlp", {"hidden": [512] * 3, "batchnorm": True})}),
         fit=network("rethinking-fit", "gpu"), fit_subset=2000,
-        levels=(0.0, 0.25, 0.5, 0.75, 1.0), cnn_min_acc=0.7, archs_min_acc=0.3, scale_tol=0.25, probe_subset=True,
+        levels=(0.0, 0.25, 0.5, 0.75, 1.0), cnn_min_acc=0.6, archs_min_acc=0.3, scale_tol=0.25, probe_subset=True,
     ),
 }
