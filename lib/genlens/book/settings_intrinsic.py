@@ -72,12 +72,12 @@ PROFILES = {
         levels=(0.0, 0.25, 0.5, 0.75, 1.0),
     ),
     # one GPU, <= 3 minutes beside three other chapters: the full profile's networks for 15 epochs at batch 512
-    # (60 at 128 in full) on the whole training set, the label-corruption family (Adam, configs) on a subset.
+    # (60 at 128 in full) on the whole training set, the label-corruption family (configs) on a subset.
     # Estimated GPU seconds alone (H100 epoch table, batch 512, plus a 10,000-image test pass per epoch):
     # ResNet-20 15 x 0.51 + 1 ~ 9 s (main network = the family's ResNet-20), ResNet-56 15 x 1.36 + 3 ~ 23 s,
-    # VGG ~ 3 s, CNN width 32 ~ 2 s, CNN width 64 ~ 3 s, MLP 3x512 ~ 2 s; label-corruption family 5 fits x ~40
-    # epochs (a guess) x (16 steps x 1.6 ms + 30 ms) ~ 11 s; TwoNN (2 x 13 layers x 50 subsamples), PCA,
-    # curvature and the family's layers ~ 15 s; start and data ~ 10 s: ~ 80 s alone, ~ 120 s beside three.
+    # VGG ~ 3 s, CNN width 32 ~ 2 s, CNN width 64 ~ 3 s, MLP 3x512 ~ 2 s; label-corruption family 5 fits x ~170
+    # epochs (CPU trials) x (16 steps x 1.6 ms + 30 ms) ~ 48 s; TwoNN (2 x 13 layers x 50 subsamples), PCA,
+    # curvature and the family's layers ~ 15 s; start and data ~ 10 s: ~ 115 s alone, ~ 170 s beside three.
     "gpu": Settings(
         dataset="cifar10", n_points=2000, n_resamples=50, cnn=_GPU_CNN,
         archs=_sweep(_GPU_CNN.train, {

@@ -63,10 +63,10 @@ PROFILES = {
     # AlexNet; every fit to 100% on a subset (fit_subset = sweep_subset: Fig. 1a's true and random-label MLP fits
     # are the sweep's first seed), three corruption levels, Table 1 on 10,000 images for a fixed 10 epochs.
     # Estimated GPU seconds alone (H100 epoch table; ~30 ms per epoch for the test and exact train evaluations
-    # and the epoch checkpoint; ~40 epochs per Adam fit, a guess, not measured): MLP fits 23 x 40 epochs x
-    # (8 steps x 1.6 ms + 30 ms) ~ 40 s; AlexNet fits 5 x 40 x (4 x 3.9 ms + 30 ms) ~ 9 s; Table 1 12 runs x
-    # 10 epochs x (20 x 4.4 ms + 40 ms) ~ 15 s; Theorem 1 on 10,000 points and the kernel problem ~ 5 s; start
-    # and data ~ 10 s: ~ 80 s alone, ~ 120 s beside three chapters (x1.5).
+    # and the epoch checkpoint, a guess; ~170 epochs per MLP fit, from CPU trials): MLP fits 23 x 170 epochs x
+    # (8 steps x 1.6 ms + 30 ms) ~ 170 s; AlexNet fits 5 x ~170 x (4 x 3.9 ms + 30 ms) ~ 40 s (epochs a guess);
+    # Table 1 12 runs x 10 epochs x (20 x 4.4 ms + 40 ms) ~ 15 s; Theorem 1 and the kernel problem ~ 5 s; start
+    # and data ~ 10 s: ~ 240 s alone, OVER the 3-minute budget (run with -p n_seeds=2: ~ 130 s alone).
     "gpu": Settings(
         dataset="cifar10", crop=28, fit_net=network("rethinking-fit", "gpu"), fit_subset=1000,
         cnn_net=network("rethinking-fit-cnn", "gpu"), cnn_subset=500, sweep_subset=1000, expressivity_n=10000,
