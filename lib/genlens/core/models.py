@@ -303,10 +303,12 @@ class SmallAlexNet(nn.Module):
 
     Two (conv 5x5 -> ReLU -> max-pool 3x3/2 -> LRN) modules, then FC 384 -> FC 192 -> FC.
     ``width=64`` (the TensorFlow CIFAR-10 tutorial net it is based on) gives Table 1's 1,387,786
-    parameters on 28x28x3 inputs. Pooling pads like TF 'SAME', so 28 -> 14 -> 7.
+    parameters on 28x28x3 inputs. Pooling pads like TF 'SAME', so 28 -> 14 -> 7. ``dropout > 0``
+    adds dropout before the last layer (the rethinking chapter's dropout regime); 0 adds no module.
     """
 
-    def __init__(self, in_channels: int = 3, num_classes: int = 10, *, image_size: int = 28, width: int = 64):
+    def __init__(self, in_channels: int = 3, num_classes: int = 10, *, image_size: int = 28, width: int = 64,
+                 dropout: float = 0.0):
         super().__init__()
 
         def block(cin: int) -> list[nn.Module]:  # LRN as tf.nn.lrn(depth_radius=4, bias=1, alpha=1e-3/9)
@@ -319,6 +321,7 @@ class SmallAlexNet(nn.Module):
         self.classifier = nn.Sequential(
             nn.Linear(width * s * s, 384), nn.ReLU(inplace=True),
             nn.Linear(384, 192), nn.ReLU(inplace=True),
+            *([nn.Dropout(dropout)] if dropout > 0 else []),
             nn.Linear(192, num_classes),
         )
 
