@@ -33,10 +33,12 @@ PROFILES = {
     # gpu: the paper's data set, but only the 5,000 digits of mnist5k (the GPU machine has no other MNIST), the
     # full profile's training recipe (the same number of SGD steps as quick at twice the batch), every test image
     # and 1,000 training images attacked with the full profile's L-BFGS, all three disjoint-halves networks
-    # attacked. Estimated seconds on one H100 shared by 4 chapters (tiny MLPs: launch-bound, ~1.5 ms a step,
-    # ~15 ms a step's epoch overhead, x 1.5): training 5 x 60 epochs of 32 steps = 28, disjoint pair
-    # 2 x (20 + 60 + 200) epochs of 16 steps + FC123-456-10 = 35; L-BFGS 17 calls x 8 x 100 iterations x ~2 ms = 30;
-    # PGD curves, units, bounds ~5; start ~10: about 110 s.
+    # attacked. Estimated seconds on one H100 shared by 4 chapters (tiny MLPs are bound by kernel launches: ~55
+    # kernels, ~0.7 ms a training step, ~15 ms of evaluation and checkpoint per epoch; x 1.5 for the sharing):
+    # training 5 x 60 epochs x (32 x 0.7 + 15) ms = 11, disjoint pair 2 x (20 + 60 + 200) epochs and FC123-456-10
+    # x (16 x 0.7 + 15) ms = 17; L-BFGS 17 calls (Table 1: 2 x 5, disjoint: 3 + 3, exercise 1) x 8 x 100
+    # iterations x ~2.6 ms (~220 small kernels each) = 36; PGD curves 5 x 5 x 40 steps, units, bounds ~5;
+    # all x 1.5 = 100; start ~10: about 110 s.
     "gpu": Settings(dataset="mnist5k", train=TrainConfig(epochs=60, batch_size=128, lr=0.05), n_attack=1000,
                     lbfgs=dict(c_init=0.1, search_steps=8, max_iter=100), pgd_steps=40,
                     disjoint_epochs=(20, 60, 200), disjoint_attack_all=True),
