@@ -31,3 +31,19 @@ def test_smoke_shrinks_every_cost_and_keeps_the_networks_and_radii():
         assert (small.dataset, small.width, small.memo_width, small.eps, small.train_steps) == (
             s.dataset, s.width, s.memo_width, s.eps, s.train_steps)
         assert (small.sweep_radii, small.track_radii, small.rhos) == (s.sweep_radii, s.track_radii, s.rhos)
+
+
+def test_image_grid_of_no_images_is_an_empty_panel():
+    # the hfc grid of images right on the HFC and wrong on the LFC can be empty (a network at chance in a smoke run)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from genlens.book import plotting
+
+    fig, ax = plt.subplots()
+    assert plotting.image_grid(ax, torch.zeros(0, 3, 32, 32), [], ncols=1, stretch=True) is ax
+    assert not ax.images and not ax.axison
+    plt.close(fig)
