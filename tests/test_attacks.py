@@ -177,3 +177,20 @@ def test_random_perturbation_in_box_matches_each_distortion_and_stays_in_the_box
     noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))  # the same draw: same signs
     moved = (a - x) != 0
     assert torch.equal(torch.sign(a - x)[moved], torch.sign(noise)[moved])
+
+
+def test_fooled_if_correct_decides_in_float32_where_bf16_would_flip_the_label(monkeypatch):
+    import genlens.core.train as train
+
+    # bf16 autocast as on a GPU, here on the CPU: the chapter's default predictions would round 0.501 to 0.5
+    monkeypatch.setattr(train, "autocast", lambda device, enabled=True: torch.autocast("cpu", dtype=torch.bfloat16,
+                                                                                        enabled=enabled))
+    model = nn.Linear(2, 2, bias=False).eval()
+    with torch.no_grad():
+        model.weight.copy_(torch.eye(2))
+    x = torch.tensor([[0.0, 1.0]])
+    x_edge = torch.tensor([[0.5, 0.501]])  # class 1 by 0.001 in float32, a tie (class 0) in bfloat16
+    y = torch.tensor([1])
+    assert int(train.predict(model, x_edge).argmax()) == 0  # the patch bites: bf16 moves it across the boundary
+    correct, fooled = fooled_if_correct(model, x, x_edge, y)
+    assert bool(correct[0]) and not bool(fooled[0])

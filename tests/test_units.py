@@ -93,3 +93,21 @@ def test_amplification_of_a_linear_map_is_bounded_by_its_operator_norm():
     expected = (r @ layer.weight.T).norm(dim=1) / r.norm(dim=1)
     assert torch.allclose(gains, expected, atol=1e-5)
     assert (gains <= torch.linalg.matrix_norm(layer.weight, ord=2) + 1e-5).all()
+
+
+def test_amplification_is_float32_where_bf16_would_break_the_bound(monkeypatch):
+    import genlens.core.train as train
+    from genlens.lenses.units import amplification
+
+    # bf16 autocast as on a GPU, here on the CPU: rounding the inputs alone moves the gain by about a percent
+    monkeypatch.setattr(train, "autocast", lambda device, enabled=True: torch.autocast("cpu", dtype=torch.bfloat16,
+                                                                                        enabled=enabled))
+    g = torch.Generator().manual_seed(0)
+    layer = torch.nn.Linear(784, 10).eval()
+    x = torch.rand(16, 784, generator=g) * 0.9
+    top = torch.linalg.svd(layer.weight.detach())[2][0]  # the top right singular vector: the gain is the norm
+    x_p = x + 0.05 * top
+    norm = torch.linalg.matrix_norm(layer.weight.detach(), ord=2).item()
+    bf16 = (train.predict(layer, x_p) - train.predict(layer, x)).norm(dim=1) / (x_p - x).norm(dim=1)
+    assert (bf16 / norm - 1).abs().max().item() > 1e-3  # the patch bites
+    assert torch.allclose(amplification(layer, x, x_p), torch.full((16,), norm), rtol=1e-4)

@@ -43,6 +43,9 @@ def image_grid(ax, images, labels: Sequence[str] | None = None, *, ncols: int = 
     image's own range [min, max] to [0, 1] first (for images that are not in [0, 1], e.g. kernels or HFCs)."""
     images = np.asarray(images.detach().cpu() if hasattr(images, "detach") else images, dtype=float)
     N, C, H, W = images.shape
+    if N == 0:  # nothing to show (e.g. no image met a figure's condition): an empty panel, not an error
+        ax.set_axis_off()
+        return ax
     if stretch:
         low, high = images.min(axis=(1, 2, 3), keepdims=True), images.max(axis=(1, 2, 3), keepdims=True)
         images = (images - low) / np.where(high > low, high - low, 1.0)  # a constant image becomes 0

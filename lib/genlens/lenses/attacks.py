@@ -120,12 +120,14 @@ def fooled_if_correct(model: nn.Module, x: torch.Tensor, x_perturbed: torch.Tens
                       ) -> tuple[torch.Tensor, torch.Tensor]:
     """(correct, fooled), each (N,) bool: whether `model` (eval mode) classifies the clean x correctly, and
     whether it misclassifies x_perturbed (any label other than y). A transfer rate counts only clean-correct
-    images: fooled[correct].float().mean(), so that the model's clean test error is not counted as transfer."""
+    images: fooled[correct].float().mean(), so that the model's clean test error is not counted as transfer.
+    Both are decided in float32 (no bf16 autocast on a GPU): a minimal adversarial example sits on the
+    decision boundary, and bf16 rounding could move it back across."""
     from ..core.train import predict
 
     _check(model, x, y, 0.0)
-    correct = predict(model, x).argmax(1) == y
-    return correct, predict(model, x_perturbed).argmax(1) != y
+    correct = predict(model, x, mixed_precision=False).argmax(1) == y
+    return correct, predict(model, x_perturbed, mixed_precision=False).argmax(1) != y
 
 
 def distortion(x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:

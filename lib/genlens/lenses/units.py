@@ -123,9 +123,10 @@ def amplification(model: nn.Module, x: torch.Tensor, x_perturbed: torch.Tensor) 
     """Per-image gain ||f(x') - f(x)|| / ||x' - x|| of the logits f (L2 norms): (N,), in eval mode.
 
     Section 4.3 of Szegedy et al. (2014) bounds it by the product of the layers' Lipschitz constants
-    (`lipschitz_bounds`).
+    (`lipschitz_bounds`). The logits are computed in float32 (no bf16 autocast on a GPU): bf16 rounding of
+    the inputs and logits could move a gain by a percent, past the bound it is compared with.
     """
     from ..core.train import predict
 
-    change = (predict(model, x_perturbed) - predict(model, x)).norm(dim=1)  # (N,)
+    change = (predict(model, x_perturbed, mixed_precision=False) - predict(model, x, mixed_precision=False)).norm(dim=1)
     return change / (x_perturbed - x).flatten(1).norm(dim=1).clamp_min(1e-12)
