@@ -15,6 +15,6 @@ def test_gpu_smoke_keeps_the_networks_and_shrinks_the_rest():
     s, small = PROFILES["gpu"], PROFILES["gpu"].smoke()
     assert (small.batch_cnn, small.batch_sizes, small.depths, small.widths) == (s.batch_cnn, s.batch_sizes, s.depths,
                                                                                 s.widths)
-    assert small.res_cfg == dataclasses.replace(s.res_cfg, epochs=1) and small.batch_epochs == 1
+    assert small.res_cfg == dataclasses.replace(s.res_cfg, epochs=1, batch_size=64) and small.batch_epochs == 1
     assert small.grid < s.grid and small.n_eval < s.n_eval and small.hess_points < s.hess_points
     assert small.n_seeds == 2 and small.hess_points >= 2
