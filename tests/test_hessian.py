@@ -371,3 +371,14 @@ def test_train_tracked_to_a_loss_stops_there_and_measures_around_it(tmp_path):
         H.train_tracked(images, full, track="some", **kw)
     plain, h_plain = H.train_tracked(images, full, track=False, **kw)
     assert "top_eigenvalue" not in h_plain.extra and h_plain.train_loss == h_full.train_loss
+
+
+def test_full_precision_turns_tf32_off_inside_and_restores_it():
+    conv, mm = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        with H.full_precision():
+            assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = conv, mm

@@ -189,12 +189,12 @@ def evaluate_points(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor],
     dev = next(model.parameters()).device
     pts = _as_points(points, len(directions), dev)
     stacked = {n: torch.stack([d[n] for d in directions]).to(dev) for n in names}  # (K, *shape)
-    moving = {n: base[n].detach() for n in names}
-    fixed = {n: t.detach() for n, t in {**states(model), **dict(base)}.items() if n not in stacked}
+    moving = {n: base[n].detach().contiguous() for n in names}  # a model trained on CUDA is channels-last
+    fixed = {n: t.detach().contiguous() for n, t in {**states(model), **dict(base)}.items() if n not in stacked}
     fixed.update({n: b for n, b in model.named_buffers() if not b.is_floating_point()})
     classify = y.dim() == 1 and not y.is_floating_point()
     bs = batch_size or len(x)
-    use_vmap = engine == "vmap" or (engine == "auto" and dev.type == "cuda")
+    use_vmap = [engine == "vmap" or (engine == "auto" and dev.type == "cuda")]  # auto: the loop where vmap fails
 
     def one(params: Params, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = functional_call(model, {**fixed, **params}, (xb,))
@@ -205,8 +205,13 @@ def evaluate_points(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor],
 
     def batched(params: Params, B: int, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed loss and correct count (B,) of the B points in `params` on one chunk of data."""
-        if use_vmap:
-            return vmapped(params, xb, yb)
+        if use_vmap[0]:
+            try:
+                return vmapped(params, xb, yb)
+            except RuntimeError:  # e.g. cuDNN BatchNorm inside vmap on CUDA: NYI memory-format queries
+                if engine == "vmap":
+                    raise
+                use_vmap[0] = False
         outs = [one({n: t[b] for n, t in params.items()}, xb, yb) for b in range(B)]
         return torch.stack([o[0] for o in outs]), torch.stack([o[1] for o in outs])
 
