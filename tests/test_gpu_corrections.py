@@ -18,6 +18,6 @@ def test_smoke_shrinks_inputs_and_epochs_and_keeps_the_networks(profile):
     small = s.smoke()
     assert (small.loan_hidden, small.paper_hidden, small.mnist_hidden, small.widths) == (
         s.loan_hidden, s.paper_hidden, s.mnist_hidden, s.widths)
-    assert (small.applicants, small.digits, small.paper_applicants) == (2, 2, 2)
+    assert (small.applicants, small.digits, small.paper_applicants) == (2, 6, 2)
     assert small.loan_epochs == small.mnist_epochs == 1 and small.grid == (121, 101)
     assert small.processes == min(s.processes, 2)

@@ -43,9 +43,11 @@ class Settings:
                        grid=(121, 101))
 
     def smoke(self) -> Settings:
-        """Two inputs per part (an interval needs two), one epoch per network, a coarse grid, two worker processes
-        (the pool's code path): the profile's networks and searches, not its claims."""
-        return replace(self.limited(2), loan_epochs=1, mnist_epochs=1, workers=min(self.processes, 2))
+        """Two inputs per part (an interval needs two; six digits, since the search misses some and the figure
+        needs one), one epoch per network, a coarse grid, two worker processes (the pool's code path): the
+        profile's networks and searches, not its claims."""
+        return replace(self.limited(2), loan_epochs=1, mnist_epochs=1, digits=min(self.digits, 6),
+                       workers=min(self.processes, 2))
 
 
 PROFILES = {
