@@ -52,11 +52,11 @@ def test_variant_changes_only_what_it_names():
 
 def test_named_networks_and_errors():
     for name, profiles in configs.NETWORKS.items():
-        assert set(profiles) == {"quick", "full"}, name
+        assert set(profiles) == {"quick", "gpu", "full"}, name
         for profile, config in profiles.items():
             assert network(name, profile) is config
             assert config.train.seed == 0, "fit sets the seed; a named recipe must not carry one"
     with pytest.raises(ValueError, match="unknown network 'nosuch'; known networks: rethinking-fit"):
         network("nosuch", "quick")
-    with pytest.raises(ValueError, match="network 'rethinking-fit' has no profile 'huge'; profiles: quick, full"):
+    with pytest.raises(ValueError, match="network 'rethinking-fit' has no profile 'huge'; profiles: quick, full, gpu"):
         network("rethinking-fit", "huge")
