@@ -36,13 +36,14 @@ class Settings:
     slq_runs: int  # stochastic Lanczos quadrature: start vectors
     slq_steps: int  # ... and Lanczos steps per start
     steps: tuple[float, ...]  # steps epsilon along the top eigenvector (weight units)
+    iter_cap: int = 10**9  # a cap on every Hessian estimate's Lanczos/power steps and probes (smoke: 10; else none)
 
     def smoke(self) -> Settings:
         """Every setting shrunk, the network and the code path kept: all of the (small) data set's images, two
         seeds, one epoch, a target loss that the first epoch reaches, tiny Hessian samples, probes and attacks."""
-        return replace(self, n_train=None, n_test=None, replicates=2, epochs=1, target_loss=10.0, max_epochs=2, hessian_samples=64,
-                       hessian_batch=64, top_k=3, pgd_steps=2, input_images=8, input_steps=5, trace_probes=4,
-                       slq_runs=2, slq_steps=5, steps=tuple(np.linspace(-1.0, 1.0, 5).tolist()))
+        return replace(self, n_train=None, n_test=None, replicates=2, epochs=1, target_loss=10.0, max_epochs=2, hessian_samples=16,
+                       hessian_batch=16, top_k=3, pgd_steps=2, input_images=8, input_steps=5, trace_probes=4,
+                       slq_runs=2, slq_steps=5, steps=tuple(np.linspace(-1.0, 1.0, 5).tolist()), iter_cap=10)
 
 
 PROFILES = {
