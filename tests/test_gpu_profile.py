@@ -106,3 +106,12 @@ def test_the_device_script_runs_the_whole_gpu_profile_on_a_cpu_in_smoke_mode(tmp
         assert recorded["profile"] == "gpu" and recorded["smoke"] is True
     assert "slowest at batch 512" in (out / "throughput.txt").read_text().splitlines()[-1]
     assert not (root / "book" / "results" / "gpu").exists() or not any((root / "book" / "results" / "gpu").glob("*.json"))
+
+
+@pytest.mark.parametrize("text", ["0", "1.5", "half", "-0.1"])
+def test_a_bad_memory_share_is_one_clear_line(text):
+    from genlens.core.device import cuda_memory_fraction
+
+    with pytest.raises(ValueError, match="GENLENS_CUDA_MEMORY_FRACTION must be a number in \\(0, 1\\]") as err:
+        cuda_memory_fraction({"GENLENS_CUDA_MEMORY_FRACTION": text})
+    assert "\n" not in str(err.value)

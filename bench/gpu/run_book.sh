@@ -21,6 +21,10 @@ CHAPTERS=${CHAPTERS:-"rethinking landscape hfc protopnet hessian intrinsic adver
 if [ -f .device/env.sh ]; then source .device/env.sh || { echo "run_book: installing the carried wheels failed"; exit 2; }; fi
 PY=${PYTHON:-python3}
 export GENLENS_CACHE=${GENLENS_CACHE:-/tmp/genlens-gpu-cache} PYTHONUNBUFFERED=1
+# chapters share the GPU: each may hold at most its share of the memory (a first H200 run of two chapters side by
+# side ran out of memory when one of them had cached 103 GB), and freed blocks go back to the pool
+export GENLENS_CUDA_MEMORY_FRACTION=${GENLENS_CUDA_MEMORY_FRACTION:-$($PY -c "print(round(0.9 / $JOBS, 3))")}
+export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
 root=${GENLENS_ROOT:-$repo}
 start=$SECONDS
 {

@@ -15,11 +15,42 @@ T = TypeVar("T")
 _DEVICE_NAMES = ("auto", "cpu", "cuda", "mps")
 
 
+def cuda_memory_fraction(environ=None) -> float | None:
+    """The share of a GPU's memory this process may take, from $GENLENS_CUDA_MEMORY_FRACTION (None: unset).
+
+    Set when several chapters share one GPU (`bench/gpu/run_book.sh`: 0.9 / jobs), so that one chapter's
+    caching allocator cannot hold the memory the others need. ValueError (one line) outside (0, 1].
+
+    >>> cuda_memory_fraction({"GENLENS_CUDA_MEMORY_FRACTION": "0.2"}), cuda_memory_fraction({})
+    (0.2, None)
+    """
+    import os
+
+    text = (os.environ if environ is None else environ).get("GENLENS_CUDA_MEMORY_FRACTION", "").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 1:
+        raise ValueError(f"GENLENS_CUDA_MEMORY_FRACTION must be a number in (0, 1], got {text!r}")
+    return value
+
+
 def pick_device(name: str = "auto") -> torch.device:
     """Return the device named by `name`; "auto" picks cuda, then mps, then cpu.
 
-    A named device that is not available raises ValueError with a one-line message.
+    A named device that is not available raises ValueError with a one-line message. On CUDA the
+    process's share of the GPU's memory is capped by $GENLENS_CUDA_MEMORY_FRACTION where it is set.
     """
+    device = _pick(name)
+    if device.type == "cuda" and (fraction := cuda_memory_fraction()) is not None:
+        torch.cuda.set_per_process_memory_fraction(fraction, device)
+    return device
+
+
+def _pick(name: str) -> torch.device:
     if not isinstance(name, str) or (name.split(":")[0] not in _DEVICE_NAMES):
         raise ValueError(f"device must be one of {', '.join(_DEVICE_NAMES)} (or cuda:N), got {name!r}")
     if name == "auto":
