@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -132,20 +132,28 @@ def insert_into_notebook(nb: dict[str, Any], source: str) -> dict[str, Any]:
 def ensure_install_cell(chapter: str, root: Path, url: str | None = None) -> list[Path]:
     """Write the install cell into `notebooks/<chapter>.md` and `book/chapters/<chapter>.ipynb` (when it
     exists); return the files that changed (none when the cell is already there and current)."""
-    from .runner import source_path
-
     url = repository_url(read_config(root)) if url is None else url
     source = install_cell_source(url)
+    return _edit_chapter(chapter, root, lambda text: insert_into_markdown(text, source),
+                         lambda nb: insert_into_notebook(nb, source))
+
+
+def _edit_chapter(chapter: str, root: Path, edit_source: Callable[[str], str],
+                  edit_notebook: Callable[[dict[str, Any]], dict[str, Any]]) -> list[Path]:
+    """Apply `edit_source` to `notebooks/<chapter>.md` and `edit_notebook` to the JSON of
+    `book/chapters/<chapter>.ipynb` (when it exists), writing only what changed; return the changed files."""
+    from .runner import source_path
+
     changed = []
     md = source_path(chapter, root)
     text = md.read_text()
-    if (new := insert_into_markdown(text, source)) != text:
+    if (new := edit_source(text)) != text:
         md.write_text(new)
         changed.append(md)
     executed = root / "book" / "chapters" / f"{chapter}.ipynb"
     if executed.exists():
         raw = executed.read_text()
-        nb = insert_into_notebook(json.loads(raw), source)
+        nb = edit_notebook(json.loads(raw))
         new = json.dumps(nb, sort_keys=True, indent=1, ensure_ascii=False) + ("\n" if raw.endswith("\n") else "")
         if new != raw:
             executed.write_text(new)
@@ -194,33 +202,30 @@ _MD_PARAMETERS = re.compile(r"(```\{code-cell\}[^\n]*\n:tags: \[parameters\]\n\n
 def set_range(chapter: str, root: Path, name: str, spec: str) -> list[Path]:
     """State `name`'s range in the chapter's parameters cell, in its source and its executed notebook (text
     only, nothing re-executed); return the files that changed (none when it was already stated)."""
-    from .runner import source_path
+    def source(text: str) -> str:
+        blocks = list(_MD_PARAMETERS.finditer(text))
+        if len(blocks) != 1:
+            raise RunError(f"{chapter}.md: expected one ```{{code-cell}} block tagged [parameters], found {len(blocks)}")
+        block = blocks[0]
+        return text[:block.start(2)] + with_range(block.group(2), name, spec) + text[block.end(2):]
 
-    changed = []
-    md = source_path(chapter, root)
-    text = md.read_text()
-    blocks = list(_MD_PARAMETERS.finditer(text))
-    if len(blocks) != 1:
-        raise RunError(f"{md.name}: expected one ```{{code-cell}} block tagged [parameters], found {len(blocks)}")
-    block = blocks[0]
-    new = text[:block.start(2)] + with_range(block.group(2), name, spec) + text[block.end(2):]
-    if new != text:
-        md.write_text(new)
-        changed.append(md)
-    executed = root / "book" / "chapters" / f"{chapter}.ipynb"
-    if executed.exists():
-        raw = executed.read_text()
-        nb = json.loads(raw)
-        for cell in nb["cells"]:
-            if "parameters" in cell["metadata"].get("tags", []):
-                src = cell["source"]
-                updated = with_range("".join(src), name, spec)
+    return _edit_chapter(chapter, root, source, lambda nb: _edit_cells(
+        nb, lambda cell: "parameters" in cell["metadata"].get("tags", []), lambda src: with_range(src, name, spec)))
+
+
+def _edit_cells(nb: dict[str, Any], which: Callable[[dict[str, Any]], bool], edit: Callable[[str], str],
+                first: bool = False) -> dict[str, Any]:
+    """The notebook JSON with `edit` applied to the source of every cell `which` selects (only the first one
+    that `edit` changes, with `first`)."""
+    for cell in nb["cells"]:
+        if which(cell):
+            src = cell["source"]
+            updated = edit("".join(src))
+            if updated != "".join(src):
                 cell["source"] = updated.splitlines(True) if isinstance(src, list) else updated
-        new = json.dumps(nb, sort_keys=True, indent=1, ensure_ascii=False) + ("\n" if raw.endswith("\n") else "")
-        if new != raw:
-            executed.write_text(new)
-            changed.append(executed)
-    return changed
+                if first:
+                    break
+    return nb
 
 
 PROFILES_HEADING = "## This chapter in every profile"
@@ -248,28 +253,10 @@ def with_profiles_section(text: str, chapter: str) -> str:
 def ensure_profiles_section(chapter: str, root: Path) -> list[Path]:
     """Write the every-profile section into `notebooks/<chapter>.md` and `book/chapters/<chapter>.ipynb`
     (text only: a markdown cell, nothing to re-execute); return the files that changed."""
-    from .runner import source_path
+    def source(text: str) -> str:
+        if _RUN_INFO not in text:
+            raise RunError(f"{chapter}.md: no {_RUN_INFO!r} heading to put the every-profile section before")
+        return with_profiles_section(text, chapter)
 
-    md = source_path(chapter, root)
-    changed = []
-    text = md.read_text()
-    if _RUN_INFO not in text:
-        raise RunError(f"{md.name}: no {_RUN_INFO!r} heading to put the every-profile section before")
-    if (new := with_profiles_section(text, chapter)) != text:
-        md.write_text(new)
-        changed.append(md)
-    executed = root / "book" / "chapters" / f"{chapter}.ipynb"
-    if executed.exists():
-        raw = executed.read_text()
-        nb = json.loads(raw)
-        for cell in nb["cells"]:
-            if cell["cell_type"] == "markdown":
-                src = "".join(cell["source"])
-                if (upd := with_profiles_section(src, chapter)) != src:
-                    cell["source"] = upd.splitlines(True)
-                    break
-        new = json.dumps(nb, sort_keys=True, indent=1, ensure_ascii=False) + ("\n" if raw.endswith("\n") else "")
-        if new != raw:
-            executed.write_text(new)
-            changed.append(executed)
-    return changed
+    return _edit_chapter(chapter, root, source, lambda nb: _edit_cells(
+        nb, lambda cell: cell["cell_type"] == "markdown", lambda src: with_profiles_section(src, chapter), first=True))

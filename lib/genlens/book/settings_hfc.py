@@ -59,13 +59,6 @@ PROFILES = {
     # batch, input gradients only); memorization 3 seeds x (true, random labels) on 500 images, ~150 epochs of
     # 8 steps + per-epoch evaluation and checkpoint, ~40 ms each = 40; sweeps and attacks on 1,000 images ~10;
     # start and data ~10: about 180 s.
-    "gpu": Settings(dataset="cifar10", width=64, train=TrainConfig(epochs=20, batch_size=512, lr=0.1), eps=0.03,
-                    train_steps=10, train_alpha=0.003, adv_optimizer="adam", adv_lr=2e-3, adv_epochs=12,
-                    track_radii=(4, 8, 12, 16), fig_radius=12, finding_radii=(8, 12),
-                    sweep_radii=(2, 4, 6, 8, 10, 12, 14, 16, 20, 24), defence_radii=(4, 8, 12, 16, 20),
-                    defence_finding_radii=(8, 12), rhos=(0.1, 0.25, 0.5, 1.0), n_seeds=3, n_attack=1000, bn_eval_batch=100,
-                    memo_subset=500, memo_width=64,
-                    memo=TrainConfig(epochs=400, batch_size=64, optimizer="adam", lr=1e-3, **_FIT)),
     "full": Settings(dataset="cifar10", width=64, train=TrainConfig(epochs=30, batch_size=128, lr=0.05), eps=0.03,
                      train_steps=10, train_alpha=0.003, adv_optimizer="adam", adv_lr=1e-3, adv_epochs=30,
                      track_radii=(4, 8, 12, 16), fig_radius=12, finding_radii=(8, 12),
@@ -74,3 +67,8 @@ PROFILES = {
                      memo_subset=5000, memo_width=64,
                      memo=TrainConfig(epochs=200, batch_size=128, optimizer="adam", lr=1e-3, **_FIT)),
 }
+# one GPU (see the estimate above): full's networks, radii and attacks, training shortened
+PROFILES["gpu"] = replace(PROFILES["full"], train=TrainConfig(epochs=20, batch_size=512, lr=0.1), adv_lr=2e-3,
+                          adv_epochs=12, memo_subset=500,
+                          memo=TrainConfig(epochs=400, batch_size=64, optimizer="adam", lr=1e-3, **_FIT))
+
