@@ -115,3 +115,40 @@ def test_a_bad_memory_share_is_one_clear_line(text):
     with pytest.raises(ValueError, match="GENLENS_CUDA_MEMORY_FRACTION must be a number in \\(0, 1\\]") as err:
         cuda_memory_fraction({"GENLENS_CUDA_MEMORY_FRACTION": text})
     assert "\n" not in str(err.value)
+
+
+def test_a_stopped_book_stops_its_own_chapters_and_nothing_else(tmp_path):
+    """SIGTERM (a timeout) ends the chapters `genlens book` started; a process beside it is not touched."""
+    import signal
+    import time
+
+    from tests.test_runner import BODY, HEADER, PARAMETERS_CELL, make_repo
+
+    sleeper = "```{code-cell} ipython3\nimport time\ntime.sleep(120)\n```\n\n"
+    root = make_repo(tmp_path / "repo", HEADER + PARAMETERS_CELL + BODY + sleeper)
+    bystander = subprocess.Popen(["sleep", "120"])
+    book = subprocess.Popen([sys.executable, "-m", "genlens.book.cli", "book", "--profile", "quick"],
+                            env=dict(os.environ, GENLENS_ROOT=str(root), GENLENS_CACHE=str(tmp_path / "cache")),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        log = root / "book" / "results" / "quick" / "rethinking.log"
+        deadline = time.monotonic() + 60
+        while not (log.exists() and "running" in log.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)
+        children = [int(p) for task in Path(f"/proc/{book.pid}/task").iterdir()  # started from a worker thread
+                    for p in (task / "children").read_text().split()]
+        assert children, "the chapter's process should be running"
+        book.send_signal(signal.SIGTERM)
+        assert book.wait(timeout=30) == 128 + signal.SIGTERM
+        deadline = time.monotonic() + 10
+        while any(Path(f"/proc/{c}").exists() and "Z" not in Path(f"/proc/{c}/stat").read_text().split()[2]
+                  for c in children) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(Path(f"/proc/{c}").exists() and "Z" not in Path(f"/proc/{c}/stat").read_text().split()[2]
+                       for c in children)  # the chapter's process is gone
+        assert bystander.poll() is None  # still running
+        assert not (root / "book" / "chapters" / "rethinking.ipynb").exists()  # stopped, not finished
+    finally:
+        bystander.kill()
+        book.kill()

@@ -6,7 +6,8 @@
 #
 # Steps: install the carried wheels (.device/env.sh, if present); decode the CIFAR-10 JPEG proxy once (or, with
 # SMOKE=1, write a tiny CIFAR-like zip instead); time the core training loop (bench/gpu/throughput.py); run
-# `genlens book --profile gpu` under $BUDGET seconds, $JOBS chapters at a time, past any failing chapter; pack
+# `genlens book --profile gpu` under $BUDGET seconds (a timeout stops its own chapters, no other process), $JOBS
+# chapters at a time, past any failing chapter; pack
 # book/results/gpu/ (results JSON, executed notebooks, logs) into $OUT/results-gpu.tar.gz. Exit status: the book's.
 set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -54,7 +55,6 @@ timeout -k 15 "$BUDGET" $PY -m genlens.book.cli book --profile gpu --jobs "$JOBS
   "${smoke[@]}" --chapters $CHAPTERS 2>&1 | tee -a "$OUT/run.log"
 status=${PIPESTATUS[0]}
 [ "$status" = 124 ] && echo "run_book: the book ran past its budget of $BUDGET s; finished chapters are kept" | tee -a "$OUT/run.log"
-pkill -f "genlens.book.cli run" 2>/dev/null; pkill -f ipykernel_launcher 2>/dev/null
 echo "run_book: book wall time $((SECONDS - book_start)) s (exit $status); whole script $((SECONDS - start)) s" | tee -a "$OUT/run.log"
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv 2>/dev/null | tee -a "$OUT/run.log"
 tar -czf "$OUT/results-gpu.tar.gz" -C "$root/book" "results/$results" results.md 2>&1 | tee -a "$OUT/run.log"

@@ -12,6 +12,7 @@ stderr is filtered (`is_noise`) and one progress line shows the cell and the ela
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import os
 import re
@@ -448,9 +449,12 @@ def run_book(profile: str, *, data: dict[str, str] | None = None, smoke: bool = 
     """Run every chapter of `profile`, `jobs` at a time (each in its own process), past any that fails.
 
     Returns chapter -> "done in N s" or the failure's one line; every parameter is validated before the
-    first chapter starts. Each chapter's output goes to ``<results folder>/<chapter>.log``.
+    first chapter starts. Each chapter's output goes to ``<results folder>/<chapter>.log``. SIGTERM (e.g.
+    a `timeout`) stops the chapters still running, and only those: finished chapters are kept.
     """
     import concurrent.futures as cf
+    import signal
+    import threading
 
     root = root or repo_root()
     chapters = chapters or available(root)
@@ -461,11 +465,14 @@ def run_book(profile: str, *, data: dict[str, str] | None = None, smoke: bool = 
     plans = {c: book_overrides(c, profile, data or {}, smoke, root) for c in chapters}
     for c, overrides in plans.items():
         resolve_parameters(c, profile, overrides, root)  # every problem before any work
-    logs = results_path(root, profile)
+    logs = results_path(root, f"{profile}-smoke" if smoke else profile)
     logs.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, GENLENS_ROOT=str(root), TQDM_DISABLE="1")
     if jobs > 1 and "OMP_NUM_THREADS" not in os.environ:
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
+    running: set[subprocess.Popen] = set()
+    guard = threading.Lock()
+    stopping = False
 
     def one(chapter: str) -> tuple[str, str]:
         cmd = [sys.executable, "-m", "genlens.book.cli", "run", chapter, "--profile", profile]
@@ -473,20 +480,47 @@ def run_book(profile: str, *, data: dict[str, str] | None = None, smoke: bool = 
             cmd += ["-p", f"{k}={v}"]
         start = time.perf_counter()
         with open(logs / f"{chapter}.log", "w") as out:
-            code = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root).returncode
+            with guard:
+                if stopping:
+                    return chapter, "not started (stopped)"
+                proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root,
+                                        start_new_session=True)
+                running.add(proc)
+            try:
+                code = proc.wait()
+            finally:
+                with guard:
+                    running.discard(proc)
         wall = time.perf_counter() - start
         if code == 0:
             return chapter, f"done in {wall:.0f} s"
         lines = [l for l in (logs / f"{chapter}.log").read_text(errors="replace").splitlines() if l.strip()]
-        return chapter, f"FAILED after {wall:.0f} s: {lines[-1] if lines else f'exit {code}'}"
+        last = lines[-1] if lines and not lines[-1].startswith("genlens: running") else f"stopped (exit {code})"
+        return chapter, f"FAILED after {wall:.0f} s: {last}"
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        with guard:
+            stopping = True
+            live = list(running)
+        for proc in live:  # each chapter is its own process group: the others on this machine are not touched
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        raise SystemExit(128 + signum)
 
     outcome: dict[str, str] = {}
     log(f"genlens: book ({profile}{', smoke' if smoke else ''}): {len(chapters)} chapters, {jobs} at a time")
-    with cf.ThreadPoolExecutor(max_workers=jobs) as pool:
-        for chapter, line in pool.map(one, chapters) if jobs == 1 else (f.result() for f in cf.as_completed(
-                [pool.submit(one, c) for c in chapters])):
+    previous = signal.signal(signal.SIGTERM, stop) if threading.current_thread() is threading.main_thread() else None
+    pool = cf.ThreadPoolExecutor(max_workers=jobs)
+    try:
+        for future in cf.as_completed([pool.submit(one, c) for c in chapters]):
+            chapter, line = future.result()
             outcome[chapter] = line
             log(f"genlens: {chapter} ({profile}): {line}")
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # stopped: no chapter starts after the signal
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     write_results_page(root)
     return {c: outcome[c] for c in chapters}
 
