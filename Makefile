@@ -11,7 +11,7 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[book,test,peers]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[book,test,peers,zoo]"
 	# torchattacks pins requests~=2.25, which would break Sphinx: a test-only peer, installed without deps.
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps "torchattacks==3.5.1"
 	touch $(STAMP)

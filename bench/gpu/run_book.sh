@@ -18,7 +18,7 @@ DEADLINE=${DEADLINE:-575} # seconds from the start by which the results must be 
 BUDGET=${BUDGET:-}        # seconds for the book itself; default: what is left before DEADLINE, less 15 s to pack
 JOBS=${JOBS:-4}         # chapters at a time on the one GPU (small networks leave it mostly idle alone)
 # longest first, so that the last wave is short (estimated GPU seconds of each chapter's gpu profile)
-CHAPTERS=${CHAPTERS:-"rethinking landscape hfc protopnet hessian intrinsic adversarial corrections"}
+CHAPTERS=${CHAPTERS:-"rethinking landscape hfc protopnet hessian intrinsic adversarial corrections zoo"}
 if [ -f .device/env.sh ]; then source .device/env.sh || { echo "run_book: installing the carried wheels failed"; exit 2; }; fi
 PY=${PYTHON:-python3}
 export GENLENS_CACHE=${GENLENS_CACHE:-/tmp/genlens-gpu-cache} PYTHONUNBUFFERED=1

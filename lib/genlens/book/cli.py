@@ -44,9 +44,18 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--student", metavar="DIR", help="exercise solutions removed")
     which.add_argument("--teacher", metavar="DIR", help="exercise solutions kept")
     export.add_argument("chapters", nargs="*", help="chapter ids (default: every written chapter)")
+    zoo = sub.add_parser("zoo", help="train and measure the model zoo (the zoo chapter) here or on a Ray cluster; "
+                         "writes book/results/<profile>/zoo.csv and the executed chapter")
+    zoo.add_argument("--profile", default="quick", help="quick (CPU, minutes), gpu or full")
+    zoo.add_argument("--executor", default="local", choices=["local", "ray"], help="where the zoo's jobs run")
+    zoo.add_argument("--address", default="", help="with --executor ray: the cluster's address (default: a local Ray)")
+    zoo.add_argument("--workers", type=int, default=0, help="local worker processes (0: one, in the chapter's process)")
+    zoo.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                     help="override another parameter of the zoo chapter (repeatable)")
     check = sub.add_parser("validate", help="compare re-executed results with the committed ones, within tolerances")
     check.add_argument("rerun", help="folder of re-executed results (<chapter>.json)")
     check.add_argument("--profile", default="quick", help="the committed profile to compare with (book/results/<profile>)")
+    sub.add_parser("measure", add_help=False, help="measure a trained classifier with every lens (genlens measure --help)")
     return parser
 
 
@@ -72,6 +81,11 @@ def _validate(rerun: str, profile: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["measure"]:  # its own parser: genlens.measure.main
+        from ..measure import main as measure
+
+        return measure(argv[1:])
     args = _parser().parse_args(argv)
     try:
         if args.command == "list":
@@ -83,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{c.id:<12} {c.title} ({c.paper}){'' if c.id in written else '  [not written yet]'}")
         elif args.command == "run":
             runner.run(args.chapter, args.profile, runner.parse_pairs(args.param))
+        elif args.command == "zoo":
+            overrides = {"executor": args.executor, "address": args.address, "workers": str(args.workers),
+                         **runner.parse_pairs(args.param)}
+            runner.run("zoo", args.profile, overrides)
         elif args.command == "validate":
             return _validate(args.rerun, args.profile)
         elif args.command == "book" and args.profile is not None:

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from ..core.cache import atomic_write_json
+from ..core.cache import atomic_write_bytes, atomic_write_json
 from ..core.device import describe, peak_rss_mb
 from .findings import Finding, Prediction, scorecard
 from .runner import RunError, repo_root, results_path  # the runner imports papermill, jupytext only to run
@@ -264,16 +264,30 @@ class Report:
             "paper_vs_run": [asdict(r) for r in self.rows],
         }
 
-    def save(self) -> Path | None:
-        """Write the report to $GENLENS_RESULTS_PATH (set by the runner) or, where validation asked for it,
-        to $GENLENS_RESULTS_DIR/<profile>/<chapter>.json; return the path (None: nothing written)."""
+    def _target(self) -> Path | None:
         target = os.environ.get("GENLENS_RESULTS_PATH")
         if not target and os.environ.get("GENLENS_RESULTS_DIR"):
             target = str(results_path(os.environ["GENLENS_RESULTS_DIR"], self.profile, self.chapter, checkout=False))
-        if not target:
+        return Path(target) if target else None
+
+    def save(self) -> Path | None:
+        """Write the report to $GENLENS_RESULTS_PATH (set by the runner) or, where validation asked for it,
+        to $GENLENS_RESULTS_DIR/<profile>/<chapter>.json; return the path (None: nothing written)."""
+        target = self._target()
+        if target is None:
             return None
-        atomic_write_json(Path(target), self.to_dict())
-        return Path(target)
+        atomic_write_json(target, self.to_dict())
+        return target
+
+    def save_beside(self, filename: str, text: str) -> Path | None:
+        """Write a table the run produced (e.g. zoo.csv) atomically beside the results JSON; None where the run
+        saves no results (a notebook opened by hand)."""
+        target = self._target()
+        if target is None:
+            return None
+        path = target.with_name(filename)
+        atomic_write_bytes(path, text.encode())
+        return path
 
 
 def load_results(path: str | Path) -> dict[str, Any] | None:

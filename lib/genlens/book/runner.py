@@ -45,6 +45,7 @@ CHAPTERS: dict[str, Chapter] = {c.id: c for c in [
     Chapter("intrinsic", "Intrinsic dimension of representations (TwoNN)", "Ansuini et al., NeurIPS 2019"),
     Chapter("protopnet", "Prototypes: this looks like that", "Chen et al., NeurIPS 2019"),
     Chapter("corrections", "Minimal, stable, symbolic corrections", "Zhang et al., NeurIPS 2018"),
+    Chapter("zoo", "A model zoo: every lens against the generalization gap", "after Jiang et al., ICLR 2020"),
 ]}
 
 

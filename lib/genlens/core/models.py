@@ -355,6 +355,45 @@ class MnistCNN(nn.Module):
         return self.fc(self.hidden(self.features(x)))
 
 
+# ----------------------------------------------------------------------------- the zoo's family
+
+class _ZooBlock(nn.Module):
+    """Two 3x3 convs of `width` channels (each with BatchNorm if `batchnorm`); ``relu(F(x) + x)``, or ``relu(F(x))``."""
+
+    def __init__(self, width: int, batchnorm: bool, shortcut: bool):
+        super().__init__()
+        self.body = nn.Sequential(*_conv_bn_relu(width, width, batchnorm)[:-1], nn.ReLU(),
+                                  nn.Conv2d(width, width, 3, padding=1, bias=not batchnorm),
+                                  *([nn.BatchNorm2d(width)] if batchnorm else []))
+        self.shortcut = shortcut
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.body(x)
+        return F.relu(out + x if self.shortcut else out)
+
+
+class ZooCNN(nn.Module):
+    """The zoo chapter's family: one knob per factor of Jiang et al.'s (2020) grids.
+
+    A 3x3 stem of `width` channels and a 2x2 max-pool, `blocks` residual blocks (`_ZooBlock`, with or
+    without `shortcut`, with or without `batchnorm`) at that resolution, a 2x2 max-pool, global average
+    pooling (the last hidden layer: `width` features) and a linear output. Input ``(N, C, H, W)``, H, W >= 4.
+    """
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, *, width: int = 16, blocks: int = 2,
+                 batchnorm: bool = True, shortcut: bool = True):
+        super().__init__()
+        if width < 1 or blocks < 0:
+            raise ValueError(f"ZooCNN needs width >= 1 and blocks >= 0, got width={width}, blocks={blocks}")
+        self.stem = nn.Sequential(*_conv_bn_relu(in_channels, width, batchnorm), nn.MaxPool2d(2))
+        self.blocks = nn.Sequential(*[_ZooBlock(width, batchnorm, shortcut) for _ in range(blocks)])
+        self.head = nn.Sequential(nn.MaxPool2d(2), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.fc = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.head(self.blocks(self.stem(x))))
+
+
 # ----------------------------------------------------------------------------- registry
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -369,6 +408,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "inception": SmallInception,
     "alexnet": SmallAlexNet,
     "mnist_cnn": MnistCNN,
+    "zoo_cnn": ZooCNN,
 }
 
 

@@ -468,7 +468,8 @@ def probe_layers(model: nn.Module) -> dict[str, str]:
     First the input itself ("input": ``":in"``, the input of the whole model), then: MLP: every
     hidden ReLU, then the output. SmallCNN, SmallVGG: every conv block's ReLU and every
     pooling, MnistCNN: each conv block (conv, pool, ReLU), the last hidden layer, the output. CIFAR ResNets / ResNet-18: the stem, every residual
-    block, the last hidden layer (after global pooling) and the output. The second-to-last entry
+    block, the last hidden layer (after global pooling) and the output; ZooCNN: the stem, every block, the last
+    hidden layer, the output. The second-to-last entry
     is always the last hidden layer.
     """
     from ..core import models as M
@@ -503,4 +504,10 @@ def probe_layers(model: nn.Module) -> dict[str, str]:
         out["last hidden"] = "fc:in"
         out["output"] = "fc"
         return out
-    raise ValueError(f"probe_layers knows MLP, SmallCNN, SmallVGG, MnistCNN and the ResNets, got {type(model).__name__}")
+    if isinstance(model, M.ZooCNN):
+        out["stem"] = "stem"
+        out.update({f"block{i + 1}": f"blocks.{i}" for i in range(len(model.blocks))})
+        out["last hidden"] = "fc:in"
+        out["output"] = "fc"
+        return out
+    raise ValueError(f"probe_layers knows MLP, SmallCNN, SmallVGG, MnistCNN, ZooCNN and the ResNets, got {type(model).__name__}")

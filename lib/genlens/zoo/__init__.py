@@ -1,0 +1,1 @@
+"""The model zoo: every lens on one set of models."""

@@ -1,0 +1,155 @@
+"""Train and measure the zoo: one job per model, run here (processes) or on a Ray cluster.
+
+Every job trains its model through the book's training path (`grid.train_model`: cached, resumable) and
+measures it with every lens (`measures.measure`); its row is cached too, so an interrupted zoo resumes
+and a second run reads every row back. Rows come back to the caller in the grid's order whatever the
+executor, and the caller's cache receives every row (a Ray worker on another machine has its own).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import torch
+
+from ..core.cache import Cache, atomic_write_bytes, config_key
+from .grid import FACTORS, ZooModel, initial_model, train_model, zoo_data
+
+__all__ = ["ZooJob", "model_row", "run_zoo", "to_csv", "write_csv", "EXECUTORS"]
+
+EXECUTORS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class ZooJob:
+    """Everything one worker needs to train and measure one model (picklable, hashable into a cache key)."""
+
+    model: ZooModel
+    base: ZooModel  # names the model in the table
+    dataset: str
+    n_train: int | None
+    n_test: int | None
+    pool: int
+    max_epochs: int
+    measures: Any  # measures.MeasureSettings
+    lenses: tuple[str, ...] | None  # None: every lens that can run
+    device: str = "cpu"
+
+    def key(self) -> dict[str, Any]:
+        """What the row depends on (the model's name is only a label)."""
+        d = asdict(self)
+        d.pop("base")
+        return {"zoo_row": d, "format": 1}
+
+
+def _compute_row(job: ZooJob) -> dict[str, Any]:
+    from .measures import as_row, measure
+
+    images = zoo_data(job.dataset, job.n_train, job.n_test, job.pool, device=job.device)
+    start = time.perf_counter()
+    net, history, seen = train_model(job.model, images, job.max_epochs)
+    train_seconds = time.perf_counter() - start
+    init = initial_model(job.model, images, job.device)
+    row = as_row(measure(net, seen, lenses=job.lenses, init=init, settings=job.measures, seed=job.model.seed))
+    return {"epochs": len(history.train_acc), "train_seconds": train_seconds, **row}
+
+
+def model_row(job: ZooJob, cache: Cache | None = None) -> dict[str, Any]:
+    """One row of the zoo's table: the model's name and factors, its training epochs and seconds, every measure
+    and its seconds. Cached by `job.key()`; computed under the entry's lock (concurrent runs wait, not repeat)."""
+    cache = cache or Cache()
+    measured = cache.get_or_compute("zoo_rows", job.key(), lambda: _compute_row(job))
+    return {"model": job.model.name(job.base), **job.model.factors(), **measured}
+
+
+def _worker(job: ZooJob, threads: int) -> dict[str, Any]:
+    """A local worker process: `threads` intra-op threads (the machine's cores split between workers)."""
+    torch.set_num_threads(threads)
+    return model_row(job)
+
+
+def _run_ray(jobs: Sequence[ZooJob], address: str | None, cpus_per_job: float, gpus_per_job: float,
+             progress: bool) -> list[dict[str, Any]]:
+    try:
+        import ray
+    except ImportError as error:
+        raise ImportError("the Ray executor needs Ray: pip install 'genlens[zoo]'") from error
+    if not ray.is_initialized():
+        ray.init(address=address or None, include_dashboard=False, log_to_driver=False)
+    remote = ray.remote(num_cpus=cpus_per_job, num_gpus=gpus_per_job)(model_row)
+    pending = {remote.remote(job): i for i, job in enumerate(jobs)}
+    rows: list[dict[str, Any] | None] = [None] * len(jobs)
+    from tqdm import tqdm
+
+    with tqdm(total=len(jobs), desc="zoo (ray)", disable=not progress) as bar:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                rows[pending.pop(ref)] = ray.get(ref)
+                bar.update(1)
+    return rows  # type: ignore[return-value]
+
+
+def run_zoo(jobs: Sequence[ZooJob], *, executor: Literal["local", "ray"] = "local", workers: int = 1,
+            address: str | None = None, gpus_per_job: float = 0.0, cache: Cache | None = None,
+            progress: bool = True) -> list[dict[str, Any]]:
+    """Every job's row, in the jobs' order.
+
+    local: `workers` processes on this machine (1: in this process), the cores split evenly between them;
+    ray: Ray's scheduler at `address` (None: a local Ray instance), each job asking for one CPU, or
+    `gpus_per_job` of a GPU (e.g. 0.25: four jobs share a GPU) with the jobs' `device` set to "cuda".
+    Rows are saved into `cache` (default: the book's) as they arrive.
+    """
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if not 0 <= gpus_per_job <= 1:
+        raise ValueError(f"gpus_per_job must be in [0, 1], got {gpus_per_job}")
+    if gpus_per_job > 0 and any(job.device != "cuda" for job in jobs):
+        raise ValueError("gpus_per_job > 0 needs jobs with device='cuda'")
+    cache = cache or Cache()
+    from tqdm import tqdm
+
+    if executor == "ray":
+        rows = _run_ray(jobs, address, 1.0, gpus_per_job, progress)
+    elif workers == 1:
+        rows = [model_row(job, cache) for job in tqdm(jobs, desc="zoo", disable=not progress)]
+    else:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+            futures = [pool.submit(_worker, job, threads) for job in jobs]
+            rows = [f.result() for f in tqdm(futures, desc="zoo", disable=not progress)]
+    for job, row in zip(jobs, rows):  # the caller's cache gets every row (a no-op where a worker shared it)
+        key = config_key(job.key())
+        with cache.lock("zoo_rows", key):
+            if cache.load("zoo_rows", key) is None:
+                cache.save("zoo_rows", key, {k: v for k, v in row.items() if k != "model" and k not in FACTORS},
+                           job.key())
+    return rows
+
+
+def to_csv(rows: Sequence[dict[str, Any]]) -> str:
+    """The table as CSV text: columns in the first row's order (every row has the same columns)."""
+    if not rows:
+        raise ValueError("no rows to write")
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    return out.getvalue()
+
+
+def write_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Write the table atomically to `path`."""
+    path = Path(path)
+    atomic_write_bytes(path, to_csv(rows).encode())
+    return path
