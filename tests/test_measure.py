@@ -411,3 +411,26 @@ def test_command_bad_input_one_line_exit_2_nothing_written(args, message, mobile
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("genlens measure: error: ") and message in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_data_at_pool_k_is_the_zoos_pooled_images_and_a_bad_k_is_one_line() -> None:
+    from genlens.core.data import DatasetError
+    from genlens.measure import load_data
+    from genlens.zoo.grid import zoo_data
+
+    pooled = load_data("mnist5k@pool2")
+    assert pooled.image_shape == (1, 14, 14)
+    assert torch.equal(pooled.x_test, zoo_data("mnist5k", None, None, 2).x_test)
+    with pytest.raises(DatasetError, match="integer >= 1"):
+        load_data("mnist5k@pool0")
+
+
+def test_a_model_placed_among_a_zoo_is_measured_with_that_zoos_lens_settings(tmp_path) -> None:
+    from genlens.book.settings_zoo import PROFILES
+    from genlens.measure import zoo_settings
+    from genlens.zoo.measures import MeasureSettings
+
+    assert zoo_settings(tmp_path / "book" / "results" / "quick" / "zoo.csv") == PROFILES["quick"].measures
+    assert zoo_settings(tmp_path / "gpu" / "zoo.csv") == PROFILES["gpu"].measures
+    assert zoo_settings(tmp_path / "elsewhere" / "zoo.csv") == MeasureSettings() == zoo_settings(None)
+    assert PROFILES["quick"].measures != MeasureSettings()  # else the test would not tell them apart

@@ -7,6 +7,7 @@ import math
 from dataclasses import replace
 
 import pytest
+import scipy.stats
 import torch
 
 from genlens.book.settings_zoo import PROFILES, SIGNS
@@ -16,14 +17,14 @@ from genlens.lenses.intrinsic import probe_layers
 from genlens.zoo import claims, grid, run
 
 
-def test_the_quick_grid_has_33_distinct_models_that_vary_one_factor_or_a_crossed_pair() -> None:
+def test_the_quick_grid_has_51_distinct_models_that_vary_one_factor_a_crossed_pair_or_a_factor_and_its_seed() -> None:
     S = PROFILES["quick"]
-    zoo = grid.grid(S.base, S.variations, crossed=S.crossed, seeds=S.seeds)
-    assert len(zoo) == len(set(zoo)) == 33
+    zoo = S.grid()
+    assert len(zoo) == len(set(zoo)) == 51  # 31 one factor at a time, 2 base replicates, (5 + 4) x 2 replicated
     assert zoo[0] == S.base
     for m in zoo[1:]:
         diff = m.differs(S.base)
-        assert len(diff) == 1 or set(diff) == {"blocks", "shortcut"}, diff
+        assert len(diff) == 1 or set(diff) in ({"blocks", "shortcut"}, {"batch_size", "seed"}, {"width", "seed"}), diff
     names = [m.name(S.base) for m in zoo]
     assert len(set(names)) == len(names) and "blocks=3,shortcut=False" in names and "seed=2" in names
 
@@ -129,17 +130,22 @@ def test_run_zoo_refuses_bad_settings_before_any_work() -> None:
         run.run_zoo(jobs, gpus_per_job=0.5)
 
 
-def test_a_claim_is_tested_on_its_factors_models_only() -> None:
-    table = {"model": ["base", "width=8", "width=32", "lr=0.1", "lr=0.2"],
-             "width": [16, 8, 32, 16, 16], "lr": [0.05, 0.05, 0.05, 0.1, 0.2],
-             "sharpness": [2.0, 3.0, 1.0, 9.0, 0.0], "gap": [0.1, 0.2, 0.05, 0.0, 0.3]}
+def test_a_claim_is_tested_on_its_factors_models_and_their_seed_replicates_only() -> None:
+    table = {"model": ["base", "width=8", "width=32", "lr=0.1", "lr=0.2", "seed=1", "width=8,seed=1", "lr=0.1,seed=1"],
+             "width": [16, 8, 32, 16, 16, 16, 8, 16], "lr": [0.05, 0.05, 0.05, 0.1, 0.2, 0.05, 0.05, 0.1],
+             "seed": [0, 0, 0, 0, 0, 1, 1, 1],
+             "sharpness": [2.0, 3.0, 1.0, 9.0, 0.0, 2.5, 3.5, 8.0], "gap": [0.1, 0.2, 0.05, 0.0, 0.3, 0.1, 0.2, 0.0]}
+    factors = ["width", "lr", "seed"]
     claim = replace(claims.CLAIMS[1], factor="width")  # width vs sharpness, expect <
-    r = claims.evaluate(claim, table, ["width", "lr"], n_boot=200, generator=torch.Generator().manual_seed(0))
-    assert r.n_models == 3 and r.tau == pytest.approx(-1.0) and r.per_factor == {}
-    whole = claims.evaluate(claims.CLAIMS[0], table, ["width", "lr"], n_boot=200,
-                            generator=torch.Generator().manual_seed(0))
-    assert whole.n_models == 5 and set(whole.per_factor) == {"width", "lr"}
-    assert whole.per_factor["width"] == pytest.approx(1.0) and whole.per_factor["lr"] == pytest.approx(-1.0)
+    r = claims.evaluate(claim, table, factors, n_boot=200, generator=torch.Generator().manual_seed(0))
+    # base, width=8, width=32, seed=1 and width=8,seed=1: widths 16 8 32 16 8 against sharpness 2 3 1 2.5 3.5
+    assert r.n_models == 5 and r.per_factor == {}
+    assert r.tau == pytest.approx(scipy.stats.kendalltau([16, 8, 32, 16, 8], [2, 3, 1, 2.5, 3.5])[0])
+    whole = claims.evaluate(claims.CLAIMS[0], table, factors, n_boot=200, generator=torch.Generator().manual_seed(0))
+    assert whole.n_models == 8 and set(whole.per_factor) == {"width", "lr"}  # the seed is the replicate
+    assert whole.per_factor["lr"] == pytest.approx(-1.0)
+    unvaried = claims.evaluate(replace(claim, factor="blocks"), table, factors, n_boot=200)
+    assert unvaried.n_models == 0 and math.isnan(unvaried.tau)
 
 
 def test_every_sign_and_claim_names_a_measure_the_lenses_yield() -> None:
@@ -154,5 +160,5 @@ def test_every_sign_and_claim_names_a_measure_the_lenses_yield() -> None:
 def test_smoke_settings_shrink_the_grid_and_keep_the_family() -> None:
     for name, S in PROFILES.items():
         small = S.smoke()
-        zoo = grid.grid(small.base, small.variations, crossed=small.crossed, seeds=small.seeds)
+        zoo = small.grid()
         assert len(zoo) <= 5 and small.max_epochs == 1 and small.base == S.base, name

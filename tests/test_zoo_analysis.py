@@ -273,3 +273,18 @@ def test_bad_input_is_one_clear_value_error():
         rank_measures(table, ["exact"], list(factors), sign={"other": -1})
     with pytest.raises(ValueError, match="measure 'exact' has shape"):
         rank_measures({**table, "exact": [1.0, 2.0]}, ["exact"], list(factors))
+
+
+def test_a_replicate_factor_separates_groups_but_stays_out_of_psi_the_worst_factor_and_the_cmi() -> None:
+    table = {"width": [1, 2, 3, 1, 1, 1], "seed": [0, 0, 0, 1, 2, 3],
+             "m": [1.0, 2.0, 3.0, 3.0, 2.0, 1.0], "gap": [0.1, 0.2, 0.3, 0.1, 0.2, 0.3]}
+    with_seed = rank_measures(table, ["m"], ["width", "seed"], n_boot=50, generator=torch.Generator().manual_seed(0))[0]
+    rep = rank_measures(table, ["m"], ["width", "seed"], n_boot=50, replicate="seed",
+                        generator=torch.Generator().manual_seed(0))[0]
+    # the seed group (width 1: seeds 0-3) orders m against the gap: tau -1 there; width orders them: +1
+    assert rep.per_factor["seed"] == pytest.approx(with_seed.per_factor["seed"]) and rep.per_factor["seed"] < 0
+    assert rep.psi == pytest.approx(rep.per_factor["width"]) and rep.worst_factor == "width"
+    assert with_seed.worst_factor == "seed" and with_seed.psi < rep.psi
+    assert "seed" not in rep.cmi_given
+    with pytest.raises(ValueError, match="replicate 'lr' is not one of the factors"):
+        rank_measures(table, ["m"], ["width", "seed"], replicate="lr")

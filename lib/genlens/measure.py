@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from .core.data import ImageData
     from .zoo.measures import MeasureSettings, Measurement
 
-__all__ = ["MeasureResult", "measure", "load_weights", "build_model", "main"]
+__all__ = ["MeasureResult", "measure", "load_data", "load_weights", "build_model", "main"]
 
 
 class MeasureError(ValueError):
@@ -44,6 +44,20 @@ class MeasureError(ValueError):
 
 def _first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def load_data(spec: str, device: Any = "cpu") -> "ImageData":
+    """A data set by name for `genlens.core.data.load`; a suffix ``@poolK`` average-pools its images by K, as the
+    zoo's models saw them (``mnist5k@pool2``: 14x14 digits). DatasetError (one line) for an unknown name or K."""
+    from .core.data import DatasetError, load
+    from .zoo.grid import zoo_data
+
+    name, sep, pool = spec.partition("@pool")
+    if not sep:
+        return load(spec, device=device)
+    if not pool.isdigit() or int(pool) < 1:
+        raise DatasetError(f"data {spec!r}: the pooling factor after @pool must be an integer >= 1")
+    return zoo_data(name, None, None, int(pool), device=device)
 
 
 # ----------------------------------------------------------------------------- the result
@@ -148,20 +162,21 @@ def measure(model: nn.Module, data: ImageData | str, lenses: Sequence[str] | Non
     model: inputs (N, C, H, W) in [0, 1] unless `normalize` = (mean, std), one value per channel each, which
     puts the model's normalization inside the measured model; data: an ImageData or a name for
     `genlens.core.data.load` (loaded onto the model's device); init: the model at initialization
-    (``dist_init``; normalized the same way); settings: `zoo.measures.MeasureSettings` (default: its defaults);
+    (``dist_init``; normalized the same way); settings: `zoo.measures.MeasureSettings` (default: the settings
+    the zoo was measured with, `zoo_settings`, so that the placement compares like with like);
     zoo: a zoo table (``book/results/<profile>/zoo.csv``) to place the model in; name: what to call the model
     (default: its class). Bad input: one-line ValueError before any measuring work.
     """
-    from .core.data import ImageData, load
+    from .core.data import ImageData
     from .core.nn import check_model, model_device
     from .zoo import measures
 
     check_model(model)
     if isinstance(data, str):
-        data = load(data, device=model_device(model) or "cpu")
+        data = load_data(data, device=model_device(model) or "cpu")
     if not isinstance(data, ImageData):
         raise TypeError(f"data must be an ImageData or a data set name, got {type(data).__name__}")
-    settings = measures.MeasureSettings() if settings is None else settings
+    settings = zoo_settings(zoo) if settings is None else settings
     name = name or type(model).__name__
     measured = _normalized(model, normalize, data.in_channels, data.name)
     init = _normalized(init, normalize, data.in_channels, data.name) if init is not None else None
@@ -271,7 +286,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", required=True, metavar="FILE", help="state_dict: a torch.save file (read with "
                    "weights_only=True) or a .safetensors file")
     p.add_argument("--data", required=True, metavar="NAME", help="data set (genlens.core.data.load): mnist5k, "
-                   "cifar10, imagefolder:<dir-or-zip>, ...")
+                   "cifar10, imagefolder:<dir-or-zip>, ...; NAME@poolK average-pools the images by K (the zoo's "
+                   "models: mnist5k@pool2)")
     p.add_argument("--normalize", metavar="MEAN,STD", help="the model's input normalization, one mean then one std "
                    "per channel, e.g. 0.5,0.5 or 0.49,0.48,0.45,0.25,0.24,0.26; it goes inside the measured model")
     p.add_argument("--lens", nargs="+", action="extend", metavar="L", help=f"lenses to run (default: all): {', '.join(LENSES)}")
@@ -323,9 +339,19 @@ def _default_zoo() -> Path | None:
     return path if path.is_file() else None
 
 
+def zoo_settings(zoo: str | Path | None) -> "MeasureSettings":
+    """The lens settings a zoo table was measured with (its profile: the folder of book/results/<profile>/zoo.csv),
+    so that a model placed among the zoo's is measured the same way; MeasureSettings() without a known zoo."""
+    from .book.settings_zoo import PROFILES
+    from .zoo.measures import MeasureSettings
+
+    profile = Path(zoo).parent.name if zoo is not None else ""
+    return PROFILES[profile].measures if profile in PROFILES else MeasureSettings()
+
+
 def _prepare(args: argparse.Namespace) -> dict:
     """Everything the command needs, checked; nothing measured yet."""
-    from .core.data import DatasetError, load
+    from .core.data import DatasetError
     from .core.device import pick_device
     from .zoo import measures
 
@@ -346,7 +372,7 @@ def _prepare(args: argparse.Namespace) -> dict:
             raise MeasureError(_first_line(err)) from None
     state = load_weights(args.weights)
     try:
-        data = load(args.data, device=device)
+        data = load_data(args.data, device=device)
     except DatasetError as err:
         raise MeasureError(_first_line(err)) from None
     model = build_model(args.arch, data.image_shape, data.num_classes, **arch_args)
@@ -357,7 +383,7 @@ def _prepare(args: argparse.Namespace) -> dict:
         measures.check(model, data, lenses=args.lens)
     except ValueError as err:
         raise MeasureError(_first_line(err)) from None
-    settings = measures.MeasureSettings()
+    settings = zoo_settings(zoo)
     return {"model": model, "data": data, "zoo": zoo, "settings": settings.smoke() if args.smoke else settings,
             "device": device}
 

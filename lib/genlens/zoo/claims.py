@@ -1,8 +1,8 @@
 """The book's papers' claims, tested across a model zoo as rank correlations.
 
 A claim names two columns of the zoo's table and the sign of Kendall's tau the paper predicts between
-them, over the whole zoo or over the models of one factor (the base and the models that vary only that
-factor). Its interval is a bootstrap over those models (`analysis.bootstrap_tau`); over the whole zoo
+them, over the whole zoo or over the models of one factor (the base, the models that vary only that factor,
+and their seed replicates). Its interval is a bootstrap over those models (`analysis.bootstrap_tau`); over the whole zoo
 it is also broken down by factor (granulated tau), which shows the factors it depends on.
 """
 from __future__ import annotations
@@ -31,7 +31,8 @@ class Claim:
     x: str  # table columns
     y: str
     expect: Literal[">", "<"]  # the predicted sign of tau(x, y)
-    factor: str | None = None  # None: the whole zoo; else the base and the models varying only this factor
+    factor: str | None = None  # None: the whole zoo; else the models that differ from the base only in this
+    # factor and in their seed
     note: str = ""  # how the zoo differs from the paper's setting
 
 
@@ -56,10 +57,17 @@ class ClaimResult:
                               note=c.note)
 
 
-def _models_of(table: Mapping[str, Sequence], factor: str | None) -> list[int]:
-    names = table["model"]
-    return [i for i, name in enumerate(names)
-            if factor is None or name == "base" or (name.startswith(factor + "=") and "," not in name)]
+def _models_of(table: Mapping[str, Sequence], factor: str | None, factors: Sequence[str],
+               replicate: str | None) -> list[int]:
+    """Rows of the claim: every model, or those that differ from the base (the row named 'base') only in
+    `factor` and the `replicate` (its seed replicates)."""
+    if factor is None:
+        return list(range(len(table["model"])))
+    if factor not in factors:  # the zoo does not vary it: the claim is not tested
+        return []
+    base = list(table["model"]).index("base")
+    fixed = [f for f in factors if f not in (factor, replicate)]
+    return [i for i in range(len(table["model"])) if all(table[f][i] == table[f][base] for f in fixed)]
 
 
 def evaluate(claim: Claim, table: Mapping[str, Sequence], factors: Sequence[str], *, n_boot: int = 2000,
@@ -69,7 +77,7 @@ def evaluate(claim: Claim, table: Mapping[str, Sequence], factors: Sequence[str]
     for column in ("model", claim.x, claim.y):
         if column not in table:
             raise ValueError(f"claim {claim.id!r}: the table has no column {column!r}")
-    pick = _models_of(table, claim.factor)
+    pick = _models_of(table, claim.factor, factors, replicate)
     x = [float(table[claim.x][i]) for i in pick]
     y = [float(table[claim.y][i]) for i in pick]
     keep = [i for i, (a, b) in enumerate(zip(x, y)) if not (math.isnan(a) or math.isnan(b))]

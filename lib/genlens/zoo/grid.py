@@ -69,14 +69,17 @@ class ZooModel:
 
 
 def grid(base: ZooModel, variations: Mapping[str, Sequence], *, crossed: Sequence[tuple[str, str]] = (),
-         seeds: Sequence[int] = ()) -> tuple[ZooModel, ...]:
+         seeds: Sequence[int] = (), replicated: Sequence[str] = ()) -> tuple[ZooModel, ...]:
     """The base, then each factor of `variations` at each of its values (the others at the base's), then the
-    full product of each `crossed` pair's values, then the base at each of `seeds`; duplicates once, in order.
+    full product of each `crossed` pair's values, then the base at each of `seeds`, then every model that varies
+    a `replicated` factor at each of `seeds` too (the spread of a claim about that factor); duplicates once, in order.
 
     >>> zoo = grid(ZooModel(), {"width": [8, 16, 32], "blocks": [1, 2], "shortcut": [True, False]},
     ...            crossed=[("blocks", "shortcut")], seeds=[1])
     >>> [m.name(ZooModel()) for m in zoo]  # doctest: +NORMALIZE_WHITESPACE
     ['base', 'width=8', 'width=32', 'blocks=1', 'shortcut=False', 'blocks=1,shortcut=False', 'seed=1']
+    >>> [m.name(ZooModel()) for m in grid(ZooModel(), {"width": [8, 16]}, seeds=[1], replicated=["width"])]
+    ['base', 'width=8', 'seed=1', 'width=8,seed=1']
     """
     known = {f.name for f in fields(ZooModel)}
     for name in list(variations) + [f for pair in crossed for f in pair]:
@@ -92,6 +95,10 @@ def grid(base: ZooModel, variations: Mapping[str, Sequence], *, crossed: Sequenc
     for a, b in crossed:
         models += [replace(base, **{a: va, b: vb}) for va, vb in itertools.product(variations[a], variations[b])]
     models += [replace(base, seed=s) for s in seeds]
+    for name in replicated:
+        if name not in variations:
+            raise ValueError(f"replicated factor {name!r} has no values in `variations`")
+        models += [replace(base, **{name: v}, seed=s) for s in seeds for v in variations[name]]
     return tuple(dict.fromkeys(models))
 
 
