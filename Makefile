@@ -45,7 +45,14 @@ nbval: $(STAMP)
 	  -p no:cacheprovider --nbval-lax --nbval-cell-timeout=3600 --nbval-sanitize-with tests/nbval_sanitize.cfg \
 	  book/chapters; status=$$?; $(BIN)/genlens validate $$tmp/results/quick || status=1; exit $$status
 
-bench: $(STAMP)
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[book,test,peers,zoo,bench]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps "dadapy==0.3.4"
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)   ## every bench: genlens against its peers at equal accuracy; each prints `speedup: X` last
 	for f in bench/*.py; do $(BIN)/python $$f || exit 1; done
 
 dist: $(STAMP)          ## the wheel and the sdist into dist/ (tests/test_readers.py installs both in a fresh venv)

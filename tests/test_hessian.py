@@ -382,3 +382,46 @@ def test_full_precision_turns_tf32_off_inside_and_restores_it():
         assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = conv, mm
+
+
+@pytest.mark.parametrize("stop_early", [False, True])
+def test_lanczos_basis_is_never_read_before_it_is_written(monkeypatch, stop_early):
+    """krylov.lanczos allocates its basis uninitialised: with NaN garbage in it the results are bitwise those
+    of a zero-filled basis (the old allocation), also for a row whose Krylov space is exhausted early."""
+    from genlens.lenses import krylov
+
+    A = torch.diag(torch.tensor([3.0, 2.0, 1.0] + [0.0] * 7, dtype=torch.float64))
+    V0 = torch.stack([torch.tensor([1.0, 1.0] + [0.0] * 8, dtype=torch.float64),  # exhausted after 2 steps
+                      torch.randn(10, generator=_gen(1), dtype=torch.float64)])
+    V0 = V0 / V0.norm(dim=1, keepdim=True)
+    stop = (lambda a, b: a.shape[1] >= 3) if stop_early else None
+    runs = {}
+    real_empty = torch.empty
+    for fill in (0.0, math.nan):
+        monkeypatch.setattr(krylov.torch, "empty", lambda *s, **kw: real_empty(*s, **kw).fill_(fill))
+        runs[fill] = krylov.lanczos(lambda V: V @ A, V0, 6, stop)
+    monkeypatch.setattr(krylov.torch, "empty", real_empty)
+    (a0, b0, Q0, n0), (a1, b1, Q1, n1) = runs[0.0], runs[math.nan]
+    assert n0 == n1 and n0[0] == 2
+    assert torch.isfinite(Q1).all()
+    assert torch.equal(a0, a1) and torch.equal(b0, b1) and torch.equal(Q0, Q1)
+    assert (Q1[0, 2:] == 0).all()
+
+
+@pytest.mark.parametrize("which", ["LA", "SA"])
+def test_stop_on_eigenvalue_reaches_the_tolerance_with_fewer_hvps(which):
+    """stop_on="eigenvalue" (estimated error min(r, r^2/gap) <= tol |theta|) against the known spectrum of a
+    200-dimensional quadratic: every wanted eigenvalue within tol, in fewer products than the residual rule."""
+    spectrum = [10.0, 9.0, 8.5] + torch.linspace(-2.0, 7.0, 194).tolist() + [-4.0, -5.0, -6.0]
+    model, loss, data, _, _ = _quadratic(spectrum)
+    exact = torch.tensor(sorted(spectrum, reverse=which == "LA")[:3], dtype=torch.float64)
+    tol = 1e-5
+    runs = {stop_on: H.eigenpairs(model, data, k=3, tol=tol, which=which, loss_fn=loss, stop_on=stop_on,
+                                  generator=_gen(2), max_iter=200) for stop_on in ("residual", "eigenvalue")}
+    for est in runs.values():
+        assert est.converged
+        assert ((est.eigenvalues - exact).abs() <= tol * exact.abs()).all()
+    assert runs["eigenvalue"].hvp_count < runs["residual"].hvp_count
+    assert (runs["eigenvalue"].residuals > tol * exact.abs()).any()  # stopped before the residual rule could
+    with pytest.raises(ValueError, match="stop_on"):
+        H.eigenpairs(model, data, loss_fn=loss, stop_on="ritz")

@@ -27,11 +27,13 @@ def lanczos(matvec: Callable[[torch.Tensor], torch.Tensor], V0: torch.Tensor, st
     matvec maps (B, P) -> (B, P) row by row. A row whose next vector vanishes (its Krylov space is
     exhausted) stops there; stop(alpha, beta) is asked after each step. Returns alpha, beta (B, j)
     float64 on the CPU (T_b = tridiag(beta_b[:-1], alpha_b, beta_b[:-1]) over the row's first
-    lengths[b] steps), Q (B, j, P) and lengths (list of B ints).
+    lengths[b] steps), Q (B, j, P) and lengths (list of B ints); a finished row's Q is zero after its length.
+    The basis is not zero-filled up front (a (B, steps, P) fill costs as much as a few HVPs of a small
+    network when Lanczos stops early); every column that is read or returned has been written.
     """
     B, n = V0.shape
     steps = min(steps, n)
-    Q = torch.zeros(B, steps, n, dtype=V0.dtype, device=V0.device)
+    Q = torch.empty(B, steps, n, dtype=V0.dtype, device=V0.device)  # column j is written before it is read
     alpha = torch.zeros(B, steps, dtype=torch.float64)
     beta = torch.zeros(B, steps, dtype=torch.float64)
     lengths = [steps] * B
