@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     zoo.add_argument("--profile", default="quick", help="quick (CPU, minutes), gpu or full")
     zoo.add_argument("--executor", default="local", choices=["local", "ray"], help="where the zoo's jobs run")
     zoo.add_argument("--address", default="", help="with --executor ray: the cluster's address (default: a local Ray)")
-    zoo.add_argument("--workers", type=int, default=0, help="local worker processes (0: one, in the chapter's process)")
+    zoo.add_argument("--workers", type=int, default=0, help="local worker processes (0: the profile's; 1: in the chapter's process)")
     zoo.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                      help="override another parameter of the zoo chapter (repeatable)")
     check = sub.add_parser("validate", help="compare re-executed results with the committed ones, within tolerances")
