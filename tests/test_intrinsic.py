@@ -96,6 +96,49 @@ def test_nearest_neighbors_against_dense_distances():
     assert (idx != torch.arange(len(x))[:, None]).all()
 
 
+def _brute_neighbors(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Oracle: every distance measured directly in float64, sorted; (N, k) nearest other-point distances."""
+    dense = torch.cdist(x.double(), x.double(), compute_mode="donot_use_mm_for_euclid_dist")
+    dense.fill_diagonal_(math.inf)
+    return dense.sort(dim=1).values[:, :k]
+
+
+@pytest.mark.parametrize("tile, diagonal_min, n, k", [
+    (1024, 250, 3, 2),      # fewer points than a group: groups of one
+    (1024, 250, 37, 1),     # one padded tile
+    (64, 8, 300, 2),        # five blocks, the last padded; diagonal tiles split twice
+    (64, 8, 257, 5),        # k + 1 = 6 groups of 16 entries
+    (48, 8, 200, 9),        # k + 1 > groups per tile: groups of one
+])
+def test_tiled_search_matches_brute_force(monkeypatch, tile, diagonal_min, n, k):
+    monkeypatch.setattr(I, "_TILE", tile)
+    monkeypatch.setattr(I, "_DIAGONAL_MIN", diagonal_min)
+    g = _gen(11)
+    x = torch.randn(n, 7, generator=g) * 3 + 50  # offset: the matrix-product form cancels
+    x[n // 2] = x[0]  # a duplicate pair, across blocks
+    lattice = torch.randint(0, 3, (n // 3, 7), generator=g).float() + 50  # exact ties
+    x[-len(lattice):] = lattice
+    found = I.nearest_neighbors(x, k)
+    ref = _brute_neighbors(x, k)
+    assert torch.allclose(found.distances.double(), ref, rtol=1e-6, atol=0)
+    direct = torch.linalg.vector_norm(x[:, None].double() - x[found.indices].double(), dim=2)  # (n, k)
+    assert torch.allclose(direct, ref, rtol=1e-6, atol=0)  # the indices are neighbours at those distances
+    assert (found.indices != torch.arange(n)[:, None]).all()
+    assert found.distances[0, 0] == 0 and found.distances[n // 2, 0] == 0
+
+
+def test_grouped_search_is_topk_rows_and_columns():
+    g = _gen(12)
+    tiles = torch.randint(0, 50, (3, 64, 64), generator=g).float()  # many equal entries
+    vals, cols = I._rows_smallest(tiles, 4, 16)
+    side = tiles.transpose(0, 1).reshape(64, 3 * 64)  # the tiles side by side
+    assert torch.equal(vals, side.topk(4, dim=1, largest=False).values)
+    assert torch.equal(side.gather(1, cols), vals)
+    vals, rows = I._columns_smallest(tiles, 4, 16)
+    assert torch.equal(vals, tiles.transpose(1, 2).topk(4, dim=2, largest=False).values)
+    assert torch.equal(tiles.transpose(1, 2).gather(2, rows), vals)
+
+
 def test_resampling_and_blocks():
     g = _gen(6)
     x = torch.randn(800, 4, generator=g) @ torch.randn(4, 20, generator=g)

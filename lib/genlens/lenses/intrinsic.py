@@ -13,9 +13,11 @@ The estimate follows the paper's code (ansuini/IntrinsicDimDeep, ``IDNN/intrinsi
    on the first floor(N * (1 - discard_fraction)) of them (least squares, no intercept): the slope is d.
 
 Distances are found in tiles on the data's device (matrix products, as ``torch.cdist`` computes
-them, + ``topk``); wherever the cancellation error of that formula could matter (duplicates, ties,
-near-ties) the candidate neighbours are re-measured directly, ``||x_i - x_j||``, so duplicates give
-exactly r1 = 0 and ties exactly r1 = r2, as with the paper's ``scipy`` distance matrix.
+them, each tile read along its rows and its columns, with an exact grouped search for each point's
+best candidates); wherever the cancellation error of that formula could matter (duplicates, ties,
+near-ties) the point's neighbours are searched again exactly and measured directly, ``||x_i - x_j||``,
+so duplicates give exactly r1 = 0 and ties exactly r1 = r2, as with the paper's ``scipy`` distance
+matrix.
 
 Used by the ``intrinsic`` chapter.
 """
@@ -36,9 +38,11 @@ __all__ = ["TwoNNResult", "ResampledID", "BlockAnalysis", "Neighbors", "nearest_
            "gaussian_like", "Curvature", "curvature_resampled", "paired_ratios", "percentile_interval",
            "pearson_bootstrap"]
 
-_CANDIDATES = 8  # extra neighbours kept from the matrix-product search before exact re-measuring
+_CANDIDATES = 8  # extra neighbours of an exact search (float64 products) re-measured directly
 _BLOCK_ELEMENTS = 1 << 24  # elements of one distance block (64 MB in float32)
 _TILE = 1024  # side of one tile of the distance matrix
+_DIAGONAL_MIN = 250  # points: below twice this a diagonal tile is multiplied whole
+_GROUP = 16  # entries per group in a tile's search for its rows' smallest entries
 _REFINE_TOL = 1e-4  # relative to |x_i|^2 + max |x|^2: below it a squared distance or gap is re-measured
 
 
@@ -127,15 +131,43 @@ def _exact_distances(x: torch.Tensor, rows: torch.Tensor, cand: torch.Tensor) ->
     return out
 
 
-def _finish(x: torch.Tensor, sq: torch.Tensor, rows: torch.Tensor, d2: torch.Tensor, cand: torch.Tensor,
-            k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """From approximate squared distances d2 (B, C) to candidates cand (B, C), ascending, of the points
-    `rows` (B,) of x (N, D) (sq: (N,) squared norms after centring), the k nearest distances and
-    indices (B, k).
+def _exact_neighbors(x: torch.Tensor, xc: torch.Tensor, sq: torch.Tensor, rows: torch.Tensor,
+                     domain: torch.Tensor | None, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k nearest points among `domain` (n,) (all of x if None) of each point `rows` (F,), itself
+    excluded, ascending: distances (F, k) measured directly as ||x_i - x_j|| in x's dtype, indices (F, k)
+    into x. xc, sq: x centred (N, D) and its squared norms (N,).
+
+    Each point's k + _CANDIDATES best candidates by matrix products against the whole domain are
+    re-measured directly, so duplicates give exactly 0 and ties exactly equal distances.
+    """
+    dom = torch.arange(len(x), device=x.device) if domain is None else domain
+    xd, sd = (xc, sq) if domain is None else (xc[domain], sq[domain])  # (n, D), (n,)
+    C = min(len(dom) - 1, k + _CANDIDATES)
+    dist = torch.empty(len(rows), k, device=x.device, dtype=x.dtype)
+    idx = torch.empty(len(rows), k, device=x.device, dtype=torch.long)
+    step = max(1, _BLOCK_ELEMENTS // len(dom))
+    for s in range(0, len(rows), step):
+        r = rows[s:s + step]
+        d2 = torch.addmm(sd[None], xc[r], xd.T, alpha=-2).add_(sq[r, None])  # (b, n)
+        d2.masked_fill_(dom[None, :] == r[:, None], math.inf)  # a point is not its own neighbour
+        cand = dom[d2.topk(C, dim=1, largest=False).indices]  # (b, C) indices into x
+        exact, order = _exact_distances(x, r, cand).sort(dim=1)
+        dist[s:s + step] = exact[:, :k]
+        idx[s:s + step] = cand.gather(1, order[:, :k])
+    return dist, idx
+
+
+def _finish(x: torch.Tensor, xc: torch.Tensor, sq: torch.Tensor, rows: torch.Tensor, d2: torch.Tensor,
+            cand: torch.Tensor, k: int, domain: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """From approximate squared distances d2 (B, C >= k + 1) to candidates cand (B, C), ascending, of the
+    points `rows` (B,) of x (N, D) among the points `domain` (all of x if None), the k nearest distances
+    and indices (B, k). xc, sq: x centred and its squared norms (N,).
 
     The matrix-product form |a|^2 + |b|^2 - 2 a.b loses about eps * (|a|^2 + |b|^2) to cancellation.
-    Where that could matter (a first distance or a gap between the first k + 1 distances within
-    _REFINE_TOL of that scale: duplicates, ties, near-ties) the candidates are measured directly.
+    Where that could reorder the first k + 1 candidates (a first distance or a gap between them within
+    _REFINE_TOL of that scale: duplicates, ties, near-ties) the point's neighbours are searched again
+    and measured directly (`_exact_neighbors`). Elsewhere every gap exceeds twice the error, so the
+    first k candidates are the k nearest points, in order.
     """
     scale = sq[rows] + sq.max()  # (B,)
     head = d2[:, : k + 1].clamp_min(0)  # (B, k + 1)
@@ -145,10 +177,7 @@ def _finish(x: torch.Tensor, sq: torch.Tensor, rows: torch.Tensor, d2: torch.Ten
     idx = cand[:, :k].clone()
     if flag.any():
         f = flag.nonzero().squeeze(1)
-        exact = _exact_distances(x, rows[f], cand[f])  # (F, C), from the raw coordinates
-        exact, order = exact.sort(dim=1)
-        dist[f] = exact[:, :k]
-        idx[f] = cand[f].gather(1, order[:, :k])
+        dist[f], idx[f] = _exact_neighbors(x, xc, sq, rows[f], domain, k)
     return dist, idx
 
 
@@ -157,43 +186,110 @@ def _center(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return xc, (xc * xc).sum(1)
 
 
-def _merge(best_d: torch.Tensor, best_i: torch.Tensor, d: torch.Tensor, cols: torch.Tensor, C: int):
-    """Merge a block of squared distances d (b, m) to points `cols` (m,) into running top-C lists (b, C)."""
-    c = min(C, d.shape[1])
-    v, j = d.topk(c, dim=1, largest=False)  # (b, c)
-    v, i = torch.cat([best_d, v], 1), torch.cat([best_i, cols[j]], 1)  # (b, C + c)
-    v, o = v.topk(C, dim=1, largest=False)
-    return v, i.gather(1, o)
+def _smallest_in_groups(values: torch.Tensor, mins: torch.Tensor, line: torch.Tensor, group: torch.Tensor,
+                        member: torch.Tensor, c: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The c smallest entries of each line, exactly, found through group minima.
+
+    mins (..., M): each line's group minima. Entry r of group q of a line lies at the flat position
+    line[...] + group[q] + member[r] of `values` (line (...), group (M,), member (g,)). Returns values
+    (..., c), ascending, and their flat positions (..., c).
+    The c smallest entries lie in the c groups with the smallest minima: a group holding one of them
+    has a minimum no larger than the c-th smallest entry, and at most c groups do (ties aside, where
+    any choice gives equal values). Only those c * g entries are then ranked.
+    """
+    groups = mins.topk(c, dim=-1, largest=False).indices  # (..., c)
+    pos = ((line[..., None] + group[groups])[..., None] + member).flatten(-2)  # (..., c g)
+    vals, j = values.take(pos).topk(c, dim=-1, largest=False)
+    return vals, pos.gather(-1, j)
+
+
+def _rows_smallest(tiles: torch.Tensor, c: int, g: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The c smallest entries of each row of the tiles (m, T, T) laid side by side (T, m T): values
+    (T, c), ascending, and columns (T, c) in 0 .. m T - 1. Group (t, q) of a row: columns q, q + G, ...
+    of tile t (G = T / g), so that its minimum reduces over a middle axis, which vectorizes."""
+    m, T, _ = tiles.shape
+    G = T // g
+    dev = tiles.device
+    mins = tiles.view(m, T, g, G).amin(dim=2).transpose(0, 1).reshape(T, m * G)  # (T, m G)
+    group = (torch.arange(m, device=dev)[:, None] * (T * T) + torch.arange(G, device=dev)).flatten()  # (m G,)
+    line = torch.arange(T, device=dev) * T
+    vals, pos = _smallest_in_groups(tiles, mins, line, group, torch.arange(g, device=dev) * G, c)
+    return vals, pos // (T * T) * T + pos % T
+
+
+def _columns_smallest(tiles: torch.Tensor, c: int, g: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The c smallest entries of each column of each tile (m, T, T): values (m, T, c), ascending, and rows
+    (m, T, c). Group q of a column: rows q, q + G, ... (G = T / g), so that its minimum reduces over an
+    outer axis, which vectorizes; no tile is transposed."""
+    m, T, _ = tiles.shape
+    G = T // g
+    dev = tiles.device
+    mins = tiles.view(m, g, G, T).amin(dim=1).transpose(1, 2).contiguous()  # (m, T columns, G)
+    line = torch.arange(m, device=dev)[:, None] * (T * T) + torch.arange(T, device=dev)  # (m, T)
+    group = torch.arange(G, device=dev) * T
+    vals, pos = _smallest_in_groups(tiles, mins, line, group, torch.arange(g, device=dev) * (G * T), c)
+    return vals, pos % (T * T) // T
+
+
+def _diagonal_tile(xb: torch.Tensor, sb: torch.Tensor, out: torch.Tensor) -> None:
+    """Squared distances among one block's points xb (T, D) (centred; squared norms sb (T,)) into out
+    (T, T), +inf on the diagonal. The matrix is symmetric: the off-diagonal quarter is multiplied and
+    mirrored, the two diagonal quarters recursively (down to _DIAGONAL_MIN points)."""
+    T = len(xb)
+    if T < 2 * _DIAGONAL_MIN:
+        torch.addmm(sb[None], xb, xb.T, alpha=-2, out=out).add_(sb[:, None])
+        out.fill_diagonal_(math.inf)  # a point is not its own neighbour
+        return
+    h = T // 2
+    top = out[:h]  # (h, T), contiguous: its right part is the off-diagonal quarter
+    torch.addmm(sb[None, h:], xb[:h], xb[h:].T, alpha=-2, out=top[:, h:]).add_(sb[:h, None])
+    out[h:, :h] = top[:, h:].T
+    for part in (slice(0, h), slice(h, T)):
+        square = torch.empty(part.stop - part.start, part.stop - part.start, device=out.device, dtype=out.dtype)
+        _diagonal_tile(xb[part], sb[part], square)
+        out[part, part] = square
 
 
 def nearest_neighbors(x: torch.Tensor, k: int = 2) -> Neighbors:
     """Distances and indices of each point's k nearest other points, ascending.
 
-    Shapes: x (N, D) -> `Neighbors` of distances (N, k) and indices (N, k). A point is never its own neighbour; an identical copy of it is, at distance exactly 0.
-    Squared distances come from tiles of matrix products (the form ``torch.cdist`` uses), each tile
-    computed once and used for both of its row blocks (the matrix is symmetric); every point keeps
-    its k + 8 best candidates with ``topk``; duplicates, ties and near-ties are then measured directly.
+    Shapes: x (N, D) -> `Neighbors` of distances (N, k) and indices (N, k). A point is never its own
+    neighbour; an identical copy of it is, at distance exactly 0.
+    Squared distances come from T x T tiles of matrix products (the form ``torch.cdist`` uses), T <=
+    _TILE: block a of points against itself and every later block, so each distance is computed once
+    (the matrix is symmetric) and read along its rows (block a's candidates among the later blocks)
+    and its columns (the later points' candidates among block a). Each read keeps k + 1 candidates by
+    an exact search through group minima (`_smallest_in_groups`); the best k + 1 over all tiles are
+    kept, and duplicates, ties and near-ties are searched again exactly (`_finish`).
     """
     x = _check_points(x, min_points=k + 1)
     N, D = x.shape
     xc, sq = _center(x)
-    C = min(N - 1, k + _CANDIDATES)
-    T = min(N, _TILE)
-    starts = list(range(0, N, T))
-    best_d = torch.full((N, C), math.inf, device=x.device, dtype=x.dtype)
-    best_i = torch.zeros((N, C), device=x.device, dtype=torch.long)
-    cols = torch.arange(N, device=x.device)
-    for a, s in enumerate(starts):
-        I = slice(s, min(N, s + T))
-        for t in starts[a:]:
-            J = slice(t, min(N, t + T))
-            d2 = torch.addmm(sq[None, J], xc[I], xc[J].T, alpha=-2).add_(sq[I, None])  # (|I|, |J|)
-            if s == t:
-                d2.fill_diagonal_(math.inf)  # a point is not its own neighbour
-            best_d[I], best_i[I] = _merge(best_d[I], best_i[I], d2, cols[J], C)
-            if s != t:
-                best_d[J], best_i[J] = _merge(best_d[J], best_i[J], d2.T.contiguous(), cols[I], C)  # rows: fast topk
-    return Neighbors(*_finish(x, sq, torch.arange(N, device=x.device), best_d, best_i, k))
+    C = min(N - 1, k + 1)
+    nb = -(-N // _TILE)  # blocks of points
+    T = -(-N // (nb * _GROUP)) * _GROUP  # tile side: at most _TILE, a multiple of _GROUP, little padding
+    g = _GROUP if C <= T // _GROUP else 1  # entries per group (groups of one: a plain search, for large k)
+    n_pad = nb * T
+    dev = x.device
+    xp = torch.cat([xc, xc.new_zeros(n_pad - N, D)])  # padding points, infinitely far from every point
+    sp = torch.cat([sq, sq.new_full((n_pad - N,), math.inf)])
+    cand_d = torch.full((n_pad, nb + 1, C), math.inf, device=dev, dtype=x.dtype)  # 0: in own and later blocks;
+    cand_i = torch.zeros((n_pad, nb + 1, C), device=dev, dtype=torch.long)  # 1 + a: in block a < own block
+    tiles = torch.empty(nb, T, T, device=dev, dtype=x.dtype)
+    for a in range(nb):
+        I = slice(a * T, (a + 1) * T)
+        _diagonal_tile(xp[I], sp[I], tiles[0])
+        for b in range(a + 1, nb):
+            torch.addmm(sp[None, b * T:(b + 1) * T], xp[I], xp[b * T:(b + 1) * T].T, alpha=-2,
+                        out=tiles[b - a]).add_(sp[I, None])  # block a against block b
+        v, j = _rows_smallest(tiles[:nb - a], C, g)
+        cand_d[I, 0], cand_i[I, 0] = v, j + a * T
+        if a + 1 < nb:
+            v, j = _columns_smallest(tiles[1:nb - a], C, g)  # (nb - a - 1, T, C)
+            cand_d[(a + 1) * T:, 1 + a], cand_i[(a + 1) * T:, 1 + a] = v.flatten(0, 1), j.flatten(0, 1) + a * T
+    d, j = cand_d[:N].flatten(1).topk(C, dim=1, largest=False)
+    idx = cand_i[:N].flatten(1).gather(1, j)
+    return Neighbors(*_finish(x, xc, sq, torch.arange(N, device=dev), d, idx, k))
 
 
 # --------------------------------------------------------------------------- TwoNN
@@ -266,13 +362,12 @@ def _pairwise(xc: torch.Tensor, sq: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _subset_twonn(x: torch.Tensor, sq: torch.Tensor, full: torch.Tensor, subset: torch.Tensor,
+def _subset_twonn(x: torch.Tensor, xc: torch.Tensor, sq: torch.Tensor, full: torch.Tensor, subset: torch.Tensor,
                   discard_fraction: float) -> TwoNNResult:
     """TwoNN on the points `subset` (n,) using the precomputed squared-distance matrix `full` (N, N)."""
     sub = full[subset][:, subset]  # (n, n)
-    C = min(len(subset) - 1, 2 + _CANDIDATES)
-    d2, j = sub.topk(C, dim=1, largest=False)  # (n, C)
-    dist, _ = _finish(x, sq, subset, d2, subset[j], 2)
+    d2, j = sub.topk(min(len(subset) - 1, 3), dim=1, largest=False)  # (n, 3)
+    dist, _ = _finish(x, xc, sq, subset, d2, subset[j], 2, domain=subset)
     return twonn_from_distances(dist[:, 0], dist[:, 1], discard_fraction)
 
 
@@ -294,7 +389,7 @@ def twonn_resampled(x: torch.Tensor, n_resamples: int = 50, subsample: float = 0
     samples = []
     for _ in range(n_resamples):
         subset = torch.randperm(N, generator=generator)[:n].to(x.device)
-        samples.append(_subset_twonn(x, sq, full, subset, discard_fraction).dimension)
+        samples.append(_subset_twonn(x, xc, sq, full, subset, discard_fraction).dimension)
     t = torch.tensor(samples, dtype=torch.float64)
     return ResampledID(float(t.mean()), float(t.std(unbiased=False)), tuple(samples))
 
@@ -318,7 +413,7 @@ def block_analysis(x: torch.Tensor, blocks: Iterable[int] = range(1, 21), discar
     for b in blocks:
         m = N // b
         perm = torch.randperm(N, generator=generator)[: m * b].to(x.device)
-        ds = torch.tensor([_subset_twonn(x, sq, full, part, discard_fraction).dimension for part in perm.split(m)],
+        ds = torch.tensor([_subset_twonn(x, xc, sq, full, part, discard_fraction).dimension for part in perm.split(m)],
                           dtype=torch.float64)
         sizes.append(m)
         means.append(float(ds.mean()))
