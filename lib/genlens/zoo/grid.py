@@ -7,14 +7,12 @@ shortcuts) and seed replicates of the base (the noise floor of every measure).
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import itertools
 from dataclasses import dataclass, fields, replace
 from typing import Any, Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from ..core import data as data_mod
 from ..core.models import build_for
@@ -108,10 +106,7 @@ def zoo_data(dataset: str, n_train: int | None, n_test: int | None, pool: int, *
     images = data_mod.load(dataset, device=device)
     if n_train is not None or n_test is not None:
         images = images.subset(n_train, n_test, seed=seed)
-    if pool > 1:
-        pooled = {k: F.avg_pool2d(getattr(images, k), pool) for k in ("x_train", "x_test")}
-        images = dataclasses.replace(images, name=f"{images.name}@pool{pool}", **pooled)
-    return images
+    return data_mod.avg_pool(images, pool)
 
 
 def train_model(model: ZooModel, images: data_mod.ImageData, max_epochs: int, *, cache=None, progress: bool = False):
