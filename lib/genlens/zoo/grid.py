@@ -109,13 +109,15 @@ def zoo_data(dataset: str, n_train: int | None, n_test: int | None, pool: int, *
     return data_mod.avg_pool(images, pool)
 
 
-def train_model(model: ZooModel, images: data_mod.ImageData, max_epochs: int, *, cache=None, progress: bool = False):
+def train_model(model: ZooModel, images: data_mod.ImageData, max_epochs: int, *, cache=None, progress: bool = False,
+                snapshots: bool = False):
     """Train one zoo model through the book's training path (cached, resumable): (network in eval mode,
-    History, the training data it saw: labels noised by `label_noise`, test set unchanged)."""
+    History, the training data it saw: labels noised by `label_noise`, test set unchanged). `snapshots`: the
+    History holds the parameters at initialisation and after each epoch (`train_randomized`)."""
     kind = "corrupt" if model.label_noise > 0 else "true"
     return train_randomized(images, kind, model.config(max_epochs), model="zoo_cnn",
                             model_kwargs=model.architecture(), fraction=model.label_noise, data_seed=model.seed,
-                            cache=cache, progress=progress)
+                            cache=cache, progress=progress, snapshots=snapshots)
 
 
 def initial_model(model: ZooModel, images: data_mod.ImageData, device: str | torch.device = "cpu") -> torch.nn.Module:
