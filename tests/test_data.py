@@ -441,3 +441,24 @@ def test_luminosity_gradient_shifts_each_image_by_its_own_constant():
     assert torch.equal(luminosity_gradient(d, 300.0, seed=1).x_train, star.x_train)
     with pytest.raises(ValueError):
         luminosity_gradient(d, 0.0)
+
+
+def test_avg_pool_is_the_mean_of_each_window_and_drops_a_trailing_row() -> None:
+    from genlens.core.data import avg_pool
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(5, 2, 7, 9, generator=g)  # 7x9 by 2: 3x4 windows, the last row and column dropped
+    d = ImageData("toy", x, torch.arange(5) % 3, x[:3].clone() * 0.5, torch.arange(3), ("a", "b", "c"))
+    before = d.x_train.clone()
+    pooled = avg_pool(d, 2)
+    for a, b in ((d.x_train, pooled.x_train), (d.x_test, pooled.x_test)):
+        assert b.shape == (len(a), 2, 3, 4) and b.dtype == torch.float32
+        brute = torch.tensor([[[[float(a[n, c, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2].double().mean()) for j in range(4)]
+                                for i in range(3)] for c in range(2)] for n in range(len(a))], dtype=torch.float64)
+        assert torch.allclose(b.double(), brute, atol=1e-6)
+    assert pooled.name == "toy@pool2" and pooled.classes == d.classes and torch.equal(pooled.y_test, d.y_test)
+    assert torch.equal(d.x_train, before)  # the input is not modified
+    assert avg_pool(d, 1) is d
+    for bad in (0, 8, 2.0, True):
+        with pytest.raises(DatasetError, match=r"pooling factor must be an integer in 1\.\.7"):
+            avg_pool(d, bad)

@@ -80,6 +80,13 @@ report.save()
 ```
 """
 
+SIDE = """\
+```{code-cell} ipython3
+print("side file:", report.save_beside("rethinking.csv", f"n,{n}\\n"))
+```
+
+"""
+
 GOOD_SOURCE = HEADER + PARAMETERS_CELL + BODY + SAVE
 FAILING_SOURCE = HEADER + PARAMETERS_CELL + BODY + FAILING + SAVE
 
@@ -326,6 +333,41 @@ def test_failing_chapter_keeps_previous_outputs(executed: tuple[Path, dict], tmp
     for path, data in before.items():
         assert path.read_bytes() == data, f"{path} changed after a failed run"
     assert not [p.name for p in (root / "book").rglob(".*")], "temporary files left behind"
+
+
+def test_a_side_file_replaces_the_recorded_one_only_when_the_chapter_succeeds(executed: tuple[Path, dict],
+                                                                            tmp_path: Path) -> None:
+    root = copy_of(executed[0], tmp_path)
+    recorded = root / "book" / "results" / "quick" / "rethinking.csv"
+    recorded.write_text("the recorded table\n")
+    notebook = root / "notebooks" / "rethinking.md"
+
+    notebook.write_text(HEADER + PARAMETERS_CELL + BODY + SIDE + FAILING + SAVE)  # fails after writing its table
+    with pytest.raises(RunError, match="boom"):
+        runner.run("rethinking", "quick", {"n": "5"}, root=root, log=quiet)
+    assert recorded.read_text() == "the recorded table\n", "a failed run replaced the recorded side file"
+    assert not [p.name for p in (root / "book").rglob(".*")], "temporary files left behind"
+    failed = nbformat.read(root / "book" / "chapters" / "rethinking.failed.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for c in failed.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert ".rethinking.partial.rethinking.csv" in printed  # written, under the partial name
+
+    notebook.write_text(HEADER + PARAMETERS_CELL + BODY + SIDE + SAVE)
+    runner.run("rethinking", "quick", {"n": "7"}, root=root, log=quiet)
+    assert recorded.read_text() == "n,7\n"
+    assert not [p.name for p in (root / "book").rglob(".*")], "temporary files left behind"
+
+
+def test_save_beside_writes_beside_the_results_outside_the_runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from genlens.book.report import Report
+
+    monkeypatch.delenv("GENLENS_RESULTS_PATH", raising=False)
+    monkeypatch.delenv("GENLENS_RESULTS_DIR", raising=False)
+    assert Report("zoo", "quick", 0, "cpu").save_beside("zoo.csv", "a\n") is None  # a notebook opened by hand
+    monkeypatch.setenv("GENLENS_RESULTS_DIR", str(tmp_path))  # validation's folder: no runner, no rename
+    assert Report("zoo", "quick", 0, "cpu").save_beside("zoo.csv", "a\n") == tmp_path / "quick" / "zoo.csv"
+    assert (tmp_path / "quick" / "zoo.csv").read_text() == "a\n"
+    with pytest.raises(ValueError, match="a side file is a plain name"):
+        runner.side_path(tmp_path / "zoo.json", "../zoo.csv")
 
 
 def test_full_profile_writes_beside_its_results(executed: tuple[Path, dict], tmp_path: Path) -> None:

@@ -67,6 +67,11 @@ def test_zoo_models_train_through_the_cached_path_and_start_from_the_recorded_in
     assert not all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), init.state_dict().values()))
     fresh = grid.initial_model(model, images)
     assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), init.state_dict().values()))
+    # the very parameters the training path starts from (its snapshot at initialisation)
+    _, traced, _ = grid.train_model(model, images, 1, cache=cache, snapshots=True)
+    start = traced.snapshots[0]
+    assert set(start) == {n for n, _ in init.named_parameters()}
+    assert all(torch.equal(start[n], p) for n, p in init.named_parameters())
 
 
 def _tiny_jobs(n: int = 3) -> list[run.ZooJob]:
@@ -89,19 +94,48 @@ def test_run_zoo_in_this_process_returns_rows_in_order_and_reads_them_back_from_
     text = run.to_csv(rows)
     back = list(csv.DictReader(io.StringIO(text)))
     assert [b["model"] for b in back] == ["base", "width=6", "width=8"] and float(back[2]["width"]) == 8
-    monkeypatch.setattr(run, "_compute_row", lambda job: pytest.fail("recomputed a cached row"))
+    monkeypatch.setattr(run, "_compute_row", lambda job, images: pytest.fail("recomputed a cached row"))
     assert run.run_zoo(jobs, progress=False) == rows
 
 
-def test_run_zoo_in_two_local_processes_gives_the_rows_of_one_process(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("GENLENS_CACHE", str(tmp_path / "a"))
+def _measured(row: dict) -> dict:
+    """A row without its timings (the seconds each step took)."""
+    return {k: v for k, v in row.items() if not k.endswith("seconds")}
+
+
+def test_run_zoo_in_two_local_processes_gives_the_rows_of_one_process_to_the_last_bit(tmp_path, monkeypatch) -> None:
     jobs = _tiny_jobs(2)
+    monkeypatch.setenv("GENLENS_CACHE", str(tmp_path / "a"))
     parallel = run.run_zoo(jobs, workers=2, progress=False)
-    monkeypatch.setenv("GENLENS_CACHE", str(tmp_path / "b"))
-    serial = run.run_zoo(jobs, progress=False)
-    for p, s in zip(parallel, serial):
-        assert p.keys() == s.keys() and p["model"] == s["model"]
-        assert math.isclose(p["train_acc"], s["train_acc"], abs_tol=0.05)
+    # in this process with the threads of each worker: the same kernels on the same images, so the same bits
+    threads = torch.get_num_threads()
+    torch.set_num_threads(run.worker_threads(2))
+    try:
+        serial = run.run_zoo(jobs, cache=Cache(tmp_path / "b"), progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert [r["model"] for r in parallel] == ["base", "width=6"]
+    assert [_measured(p) for p in parallel] == [_measured(s) for s in serial]
+    assert all(p["train_seconds"] >= 0 for p in parallel)
+    # the workers saved their rows into the caller's cache: read back, not recomputed
+    monkeypatch.setattr(run, "_compute_row", lambda job, images: pytest.fail("recomputed a row a worker saved"))
+    assert run.run_zoo(jobs, progress=False) == parallel
+
+
+def test_a_run_in_this_process_loads_the_images_once_and_reads_no_row_back(tmp_path, monkeypatch) -> None:
+    jobs = _tiny_jobs(2)
+    loads, reads = [], []
+    zoo_data, load = run.zoo_data, Cache.load
+    monkeypatch.setattr(run, "zoo_data", lambda *a, **k: loads.append(a) or zoo_data(*a, **k))
+    monkeypatch.setattr(Cache, "load", lambda self, *a, **k: reads.append(a) or load(self, *a, **k))
+    rows = run.run_zoo(jobs, cache=Cache(tmp_path), progress=False)
+    assert len(rows) == 2 and len(loads) == 1
+    assert [a[0] for a in reads if a[0] == "zoo_rows"] == ["zoo_rows"] * 2  # one look-up per row, before computing it
+    # a worker process keeps one set of images for all its jobs
+    run._process_data.cache_clear()
+    again = [run._process_row(j, Cache(tmp_path / "worker")) for j in jobs]
+    assert len(loads) == 2 and [_measured(r) for r in again] == [_measured(r) for r in rows]
+    run._process_data.cache_clear()
 
 
 def test_run_zoo_on_a_local_ray_instance_gathers_every_row_into_the_callers_cache(tmp_path, monkeypatch) -> None:
@@ -116,7 +150,7 @@ def test_run_zoo_on_a_local_ray_instance_gathers_every_row_into_the_callers_cach
     finally:
         ray.shutdown()
     assert [r["model"] for r in rows] == ["base", "width=6"]
-    monkeypatch.setattr(run, "_compute_row", lambda job: pytest.fail("recomputed a row Ray returned"))
+    monkeypatch.setattr(run, "_compute_row", lambda job, images: pytest.fail("recomputed a row Ray returned"))
     assert [run.model_row(j, mine)["train_acc"] for j in jobs] == [r["train_acc"] for r in rows]
 
 

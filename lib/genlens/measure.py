@@ -49,15 +49,14 @@ def _first_line(err: BaseException) -> str:
 def load_data(spec: str, device: Any = "cpu") -> "ImageData":
     """A data set by name for `genlens.core.data.load`; a suffix ``@poolK`` average-pools its images by K, as the
     zoo's models saw them (``mnist5k@pool2``: 14x14 digits). DatasetError (one line) for an unknown name or K."""
-    from .core.data import DatasetError, load
-    from .zoo.grid import zoo_data
+    from .core.data import DatasetError, avg_pool, load
 
     name, sep, pool = spec.partition("@pool")
     if not sep:
         return load(spec, device=device)
     if not pool.isdigit() or int(pool) < 1:
         raise DatasetError(f"data {spec!r}: the pooling factor after @pool must be an integer >= 1")
-    return zoo_data(name, None, None, int(pool), device=device)
+    return avg_pool(load(name, device=device), int(pool))
 
 
 # ----------------------------------------------------------------------------- the result

@@ -25,7 +25,7 @@ import torch
 from ..core.cache import atomic_write_bytes, atomic_write_json
 from ..core.device import describe, peak_rss_mb
 from .findings import Finding, Prediction, scorecard
-from .runner import RunError, repo_root, results_path  # the runner imports papermill, jupytext only to run
+from .runner import RunError, repo_root, results_path, side_path  # the runner imports papermill, jupytext only to run
 
 
 def versions() -> dict[str, str]:
@@ -280,12 +280,13 @@ class Report:
         return target
 
     def save_beside(self, filename: str, text: str) -> Path | None:
-        """Write a table the run produced (e.g. zoo.csv) atomically beside the results JSON; None where the run
-        saves no results (a notebook opened by hand)."""
+        """Write a table the run produced (e.g. zoo.csv) atomically beside the results JSON (`runner.side_path`:
+        while the runner runs the chapter, at a partial name it moves into place only if the chapter succeeds);
+        None where the run saves no results (a notebook opened by hand)."""
         target = self._target()
         if target is None:
             return None
-        path = target.with_name(filename)
+        path = side_path(target, filename)
         atomic_write_bytes(path, text.encode())
         return path
 

@@ -260,6 +260,47 @@ def output_paths(chapter: str, profile: str, root: Path) -> tuple[Path, Path]:
     return notebook, results
 
 
+PARTIAL = ".partial"  # a chapter's results while the runner runs it: .<chapter>.partial.json, beside the final ones
+
+
+def partial_results(results: Path) -> Path:
+    """Where the runner has a chapter save its results while it runs: ``.<chapter>.partial.json`` beside `results`;
+    moved into place only once the chapter has run to its end.
+
+    >>> partial_results(Path("book/results/quick/zoo.json")).as_posix()
+    'book/results/quick/.zoo.partial.json'
+    """
+    return results.with_name(f".{results.stem}{PARTIAL}{results.suffix}")
+
+
+def side_path(results: Path, filename: str) -> Path:
+    """Where a chapter saving its results to `results` writes a side file (e.g. zoo.csv): beside them, or, where
+    `results` are the runner's partial results, at ``.<chapter>.partial.<filename>``, which the runner renames to
+    `filename` once the chapter has succeeded and removes if it fails.
+
+    >>> side_path(Path("r/zoo.json"), "zoo.csv").as_posix(), side_path(Path("r/.zoo.partial.json"), "zoo.csv").as_posix()
+    ('r/zoo.csv', 'r/.zoo.partial.zoo.csv')
+    """
+    if "/" in filename or filename.startswith(".") or not filename:
+        raise ValueError(f"a side file is a plain name beside the results, got {filename!r}")
+    if results.name.startswith(".") and results.stem.endswith(PARTIAL):
+        return results.with_name(f"{results.stem}.{filename}")
+    return results.with_name(filename)
+
+
+def _side_partials(partial: Path) -> dict[Path, Path]:
+    """The side files a chapter wrote beside its partial results: partial name -> final name."""
+    prefix = f"{partial.stem}."
+    return {p: p.with_name(p.name[len(prefix):]) for p in sorted(partial.parent.glob(f"{partial.stem}.*"))
+            if p != partial and p.name.startswith(prefix)}
+
+
+def _discard_partials(partial: Path) -> None:
+    """Remove a chapter's partial results and partial side files (a failed run's, or a stale one's)."""
+    for p in [*_side_partials(partial), partial]:
+        p.unlink(missing_ok=True)
+
+
 # Lines a kernel prints on its own stderr that say nothing to a reader (the chapters' own warnings are in
 # the notebook's outputs). Everything else the kernel prints reaches the terminal, each distinct line once.
 NOISE = tuple(re.compile(p) for p in (
@@ -372,8 +413,8 @@ def run(chapter: str, profile: str = "quick", overrides: dict[str, str] | None =
     failed = notebook_out.with_name(f"{chapter}.failed.ipynb")
     source_nb = notebook_out.with_name(f".{chapter}.source.ipynb")
     jupytext.write(jupytext.read(source_path(chapter, root)), source_nb)
-    partial = results_out.with_name(f".{chapter}.partial.json")
-    partial.unlink(missing_ok=True)
+    partial = partial_results(results_out)
+    _discard_partials(partial)
     env_before = {k: os.environ.get(k) for k in ("GENLENS_RESULTS_PATH", "TQDM_DISABLE")}
     log(f"genlens: running {chapter} ({profile}) ...")
     start = time.perf_counter()
@@ -385,9 +426,11 @@ def run(chapter: str, profile: str = "quick", overrides: dict[str, str] | None =
                                        progress_bar=progress, cwd=str(notebook_out.parent), log_output=False)
     except papermill.PapermillExecutionError as err:
         os.replace(running, failed)
+        _discard_partials(partial)
         raise RunError(f"chapter {chapter!r} failed in cell {err.exec_count}: {err.ename}: "
                        f"{str(err.evalue).splitlines()[0] if err.evalue else ''} (partial notebook: {failed})") from None
     except Exception as err:  # the kernel could not start, died or timed out: still one line, partial kept
+        _discard_partials(partial)
         kept = ""
         if running.exists():
             os.replace(running, failed)
@@ -395,6 +438,7 @@ def run(chapter: str, profile: str = "quick", overrides: dict[str, str] | None =
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise RunError(f"chapter {chapter!r} could not be executed: {type(err).__name__}: {first}{kept}") from err
     except BaseException:
+        _discard_partials(partial)
         if running.exists():
             os.replace(running, failed)
         raise
@@ -405,6 +449,7 @@ def run(chapter: str, profile: str = "quick", overrides: dict[str, str] | None =
     wall = time.perf_counter() - start
     if not partial.exists():
         os.replace(running, failed)
+        _discard_partials(partial)
         raise RunError(f"chapter {chapter!r} ran but did not save its report (call report.save() at the end); "
                        f"executed notebook: {failed}")
     results = {"chapter": chapter, "profile": profile, "params": params, **json.loads(partial.read_text())}
@@ -412,6 +457,8 @@ def run(chapter: str, profile: str = "quick", overrides: dict[str, str] | None =
     _tidy(running)
     os.replace(running, notebook_out)
     failed.unlink(missing_ok=True)
+    for side, final in _side_partials(partial).items():  # side files (e.g. zoo.csv) replace the old ones only now
+        os.replace(side, final)
     atomic_write_json(results_out, results)
     partial.unlink(missing_ok=True)
     write_results_page(root)

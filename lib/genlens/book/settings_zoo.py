@@ -7,6 +7,7 @@ from typing import Mapping
 from ..zoo.claims import CLAIMS, Claim
 from ..zoo.grid import ZooModel, grid
 from ..zoo.measures import MeasureSettings
+from ..zoo.run import ZooJob
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,12 @@ class Settings:
     def grid(self) -> tuple[ZooModel, ...]:
         """The profile's zoo, in the table's order (`genlens.zoo.grid.grid`)."""
         return grid(self.base, self.variations, crossed=self.crossed, seeds=self.seeds, replicated=self.replicated)
+
+    def jobs(self, dataset: str, device: str = "cpu") -> list[ZooJob]:
+        """One job per model of the zoo (`grid`), each on `dataset` (the profile's or a reader's) on `device`
+        (a device type, e.g. "cpu"), with every lens that can run."""
+        return [ZooJob(m, self.base, dataset, self.n_train, self.n_test, self.pool, self.max_epochs, self.measures, None,
+                       device) for m in self.grid()]
 
     def smoke(self) -> Settings:
         """Two factors at two values each, one epoch, every lens at its smallest: the code path only."""
@@ -87,7 +94,11 @@ PROFILES = {
 # The direction in which each measure is expected to grow with the gap, fixed before any run: complexity,
 # sharpness and curvature grow with it, robustness is expected to fall (the comments name who expects what).
 SIGNS: dict[str, int] = {
-    "hf_reliance": 1,  # Wang et al. 2020: relying on high frequencies goes with poorer generalization to humans' cues
+    # the book's expectation, not a claim of Wang et al. 2020 about the gap: a model that relies
+    # more on the high frequencies generalizes worse. Their nearest words: the model "will perceive both
+    # high-frequency components as well as the “semantic” ones, leading to generalization behaviors
+    # counterintuitive to human (e.g., adversarial examples)" (Wang et al. 2020, Fig. 1 caption; quoted in chapter hfc)
+    "hf_reliance": 1,
     "sharpness": 1,  # Li et al. 2018, Keskar et al. 2017: sharper minima generalize worse
     "hessian_top": 1, "hessian_trace": 1,  # Yao et al. 2018: larger spectrum, larger gap
     "pgd_acc": -1,  # a more robust model is expected to generalize better

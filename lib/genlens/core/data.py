@@ -37,7 +37,7 @@ import torch
 
 from .cache import atomic_write_bytes, cache_root
 
-__all__ = ["DatasetError", "DatasetNotFound", "ImageData", "TabularData", "available", "cache_root", "data_root",
+__all__ = ["DatasetError", "DatasetNotFound", "ImageData", "TabularData", "available", "avg_pool", "cache_root", "data_root",
            "load", "loan", "loan_rule", "luminosity_gradient"]
 
 
@@ -600,6 +600,21 @@ def center_crop(data: ImageData, size: int) -> ImageData:
     top, left = (H - size) // 2, (W - size) // 2
     crop = lambda x: x[:, :, top : top + size, left : left + size].contiguous()  # noqa: E731
     return dataclasses.replace(data, x_train=crop(data.x_train), x_test=crop(data.x_test))
+
+
+def avg_pool(data: ImageData, k: int) -> ImageData:
+    """Every image (train and test) average-pooled over non-overlapping k x k windows: (N, C, H, W) ->
+    (N, C, H // k, W // k), a trailing row or column that fills no window dropped (`F.avg_pool2d`). The name
+    records it (``mnist5k@pool2``) so caches tell the pooled images apart; k = 1 returns `data` itself. Labels,
+    classes and device are kept; `data` is not modified.
+    """
+    C, H, W = data.image_shape
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= min(H, W):
+        raise DatasetError(f"pooling factor must be an integer in 1..{min(H, W)}, got {k!r}")
+    if k == 1:
+        return data
+    pool = lambda x: torch.nn.functional.avg_pool2d(x, k)  # noqa: E731
+    return dataclasses.replace(data, name=f"{data.name}@pool{k}", x_train=pool(data.x_train), x_test=pool(data.x_test))
 
 
 def luminosity_gradient(data: ImageData, strength: float = 300.0, *, seed: int = 0) -> ImageData:

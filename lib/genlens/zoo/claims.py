@@ -16,7 +16,7 @@ import torch
 from ..book.findings import Prediction
 from . import analysis
 
-__all__ = ["Claim", "ClaimResult", "CLAIMS", "evaluate"]
+__all__ = ["Claim", "ClaimResult", "CLAIMS", "evaluate", "evaluate_all"]
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,15 @@ def evaluate(claim: Claim, table: Mapping[str, Sequence], factors: Sequence[str]
         columns = {f: [table[f][i] for i in pick] for f in factors}
         per_factor = {f: analysis.granulated_tau(x, y, columns, f)[0] for f in factors if f != replicate}
     return ClaimResult(claim, tau, interval, len(pick), per_factor)
+
+
+
+def evaluate_all(claims: Sequence[Claim], table: Mapping[str, Sequence], factors: Sequence[str], *, n_boot: int = 2000,
+                 seed: int = 0, replicate: str | None = "seed") -> list[ClaimResult]:
+    """`evaluate` for each claim, in order, each bootstrap drawn from its own generator seeded by `seed` (a claim's
+    interval does not depend on the claims before it)."""
+    return [evaluate(c, table, factors, n_boot=n_boot, generator=torch.Generator().manual_seed(seed), replicate=replicate)
+            for c in claims]
 
 
 CLAIMS: tuple[Claim, ...] = (

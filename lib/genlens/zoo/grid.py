@@ -7,14 +7,12 @@ shortcuts) and seed replicates of the base (the noise floor of every measure).
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import itertools
 from dataclasses import dataclass, fields, replace
 from typing import Any, Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from ..core import data as data_mod
 from ..core.models import build_for
@@ -108,19 +106,18 @@ def zoo_data(dataset: str, n_train: int | None, n_test: int | None, pool: int, *
     images = data_mod.load(dataset, device=device)
     if n_train is not None or n_test is not None:
         images = images.subset(n_train, n_test, seed=seed)
-    if pool > 1:
-        pooled = {k: F.avg_pool2d(getattr(images, k), pool) for k in ("x_train", "x_test")}
-        images = dataclasses.replace(images, name=f"{images.name}@pool{pool}", **pooled)
-    return images
+    return data_mod.avg_pool(images, pool)
 
 
-def train_model(model: ZooModel, images: data_mod.ImageData, max_epochs: int, *, cache=None, progress: bool = False):
+def train_model(model: ZooModel, images: data_mod.ImageData, max_epochs: int, *, cache=None, progress: bool = False,
+                snapshots: bool = False):
     """Train one zoo model through the book's training path (cached, resumable): (network in eval mode,
-    History, the training data it saw: labels noised by `label_noise`, test set unchanged)."""
+    History, the training data it saw: labels noised by `label_noise`, test set unchanged). `snapshots`: the
+    History holds the parameters at initialisation and after each epoch (`train_randomized`)."""
     kind = "corrupt" if model.label_noise > 0 else "true"
     return train_randomized(images, kind, model.config(max_epochs), model="zoo_cnn",
                             model_kwargs=model.architecture(), fraction=model.label_noise, data_seed=model.seed,
-                            cache=cache, progress=progress)
+                            cache=cache, progress=progress, snapshots=snapshots)
 
 
 def initial_model(model: ZooModel, images: data_mod.ImageData, device: str | torch.device = "cpu") -> torch.nn.Module:
