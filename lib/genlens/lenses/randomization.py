@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import functools
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import torch
+from torch import nn
 
 Kind = Literal["true", "corrupt", "random_labels", "shuffled_pixels", "random_pixels", "gaussian"]
 KINDS: tuple[str, ...] = ("true", "corrupt", "random_labels", "shuffled_pixels", "random_pixels", "gaussian")
@@ -85,6 +86,14 @@ def canonical(kind: Kind, fraction: float = 1.0) -> tuple[str, float]:
     return kind, float(fraction) if kind == "corrupt" else 1.0
 
 
+def builder(data: Any, model: str = "mlp", model_kwargs: dict | None = None) -> Callable[[], nn.Module]:
+    """The function that builds a fresh `model` for `data`'s images and classes: the one `train_randomized`
+    initialises (under its seed) and trains."""
+    from ..core.models import build_for
+
+    return functools.partial(build_for, model, data.image_shape, data.num_classes, **dict(model_kwargs or {}))
+
+
 def train_randomized(data: Any, kind: Kind, config: Any, *, model: str = "mlp", model_kwargs: dict | None = None,
                      fraction: float = 1.0, data_seed: int = 0, cache: Any = None, progress: bool = False,
                      snapshots: bool = False):
@@ -95,7 +104,6 @@ def train_randomized(data: Any, kind: Kind, config: Any, *, model: str = "mlp", 
     `config.seed` drives the initialisation (`genlens.core.train.train_cached`). `snapshots`: the
     History also holds the parameters at initialisation and after each epoch (a separate cache entry).
     """
-    from ..core.models import build_for
     from ..core.train import train_cached
 
     kind_c, fraction_c = canonical(kind, fraction)
@@ -103,7 +111,7 @@ def train_randomized(data: Any, kind: Kind, config: Any, *, model: str = "mlp", 
     kwargs = dict(model_kwargs or {})
     spec = {"data": data.name, "n_train": len(data.x_train), "n_test": len(data.x_test),
             "randomization": [kind_c, fraction_c, data_seed], "model": model, "model_kwargs": kwargs}
-    build = functools.partial(build_for, model, data.image_shape, data.num_classes, **kwargs)
+    build = builder(data, model, kwargs)
     net, history = train_cached(build, randomized, config, spec=spec, cache=cache, progress=progress,
                                 snapshots=snapshots)
     return net, history, randomized

@@ -7,7 +7,6 @@ shortcuts) and seed replicates of the base (the noise floor of every measure).
 """
 from __future__ import annotations
 
-import functools
 import itertools
 from dataclasses import dataclass, fields, replace
 from typing import Any, Mapping, Sequence
@@ -15,9 +14,8 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from ..core import data as data_mod
-from ..core.models import build_for
 from ..core.train import TrainConfig, build_seeded
-from ..lenses.randomization import train_randomized
+from ..lenses.randomization import builder, train_randomized
 
 __all__ = ["FACTORS", "ZooModel", "grid", "zoo_data", "train_model", "initial_model"]
 
@@ -122,5 +120,4 @@ def train_model(model: ZooModel, images: data_mod.ImageData, max_epochs: int, *,
 
 def initial_model(model: ZooModel, images: data_mod.ImageData, device: str | torch.device = "cpu") -> torch.nn.Module:
     """The network at its initialisation (the same draw `train_model` starts from), in eval mode."""
-    build = functools.partial(build_for, "zoo_cnn", images.image_shape, images.num_classes, **model.architecture())
-    return build_seeded(build, model.seed).to(device).eval()
+    return build_seeded(builder(images, "zoo_cnn", model.architecture()), model.seed).to(device).eval()
