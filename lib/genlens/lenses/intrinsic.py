@@ -261,6 +261,8 @@ def nearest_neighbors(x: torch.Tensor, k: int = 2) -> Neighbors:
     and its columns (the later points' candidates among block a). Each read keeps k + 1 candidates by
     an exact search through group minima (`_smallest_in_groups`); the best k + 1 over all tiles are
     kept, and duplicates, ties and near-ties are searched again exactly (`_finish`).
+    Memory: one strip of tiles, T * N entries of x's dtype, and (k + 1) * N * (N / T + 1) candidates of
+    12 bytes (float32, k = 2; N = 5,000: 20 MB and 1 MB; N = 50,000: 200 MB and 90 MB).
     """
     x = _check_points(x, min_points=k + 1)
     N, D = x.shape
