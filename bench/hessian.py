@@ -20,6 +20,15 @@ Headline: speedup = min(time of PyHessian, time of the fastest hessian-eigenthin
 genlens, at the same error, for the top eigenvalue (the issue asks >= 2x PyHessian, >= 1x eigenthings), or for
 the top K eigenvalues together when K is given.
 Usage: python bench/hessian.py [mlp|cnn] [K]   (K: the top K eigenvalues, default 1)
+
+Trace (python bench/hessian.py trace): tr(H) of the MLP by genlens' Hutchinson (probes in blocks),
+PyHessian's Hutchinson, and hessian-eigenthings' Hutchinson and Hutch++, at EQUAL ACCURACY: each method's
+number of Hessian-vector products is the cheapest of a doubling ladder at which its root-mean-square
+relative error over TRACE_SEEDS seeds is within TRACE_TARGET of the exact trace. Exact trace: for a ReLU
+MLP every single weight enters the logits linearly where the ReLU pattern is fixed, so the Hessian's
+diagonal is the Gauss-Newton matrix's, tr(H) = mean_n tr(S_n J_n J_n^T) (S_n the softmax Hessian,
+J_n the logits' Jacobian), computed in float64 and checked first against a dense Hessian of a tiny MLP.
+Headline: speedup = min over the peers of (peer time / genlens time) at that accuracy.
 """
 from __future__ import annotations
 
@@ -40,8 +49,9 @@ from genlens.core.train import TrainConfig, train
 from genlens.lenses import hessian
 
 ARGS = [a for a in sys.argv[1:] if not a.startswith("--")]
-MODEL = ARGS[0] if ARGS else "mlp"  # "mlp" (the hessian chapter's quick model, default) or "cnn"
-TOP = int(ARGS[1]) if len(ARGS) > 1 else 1  # how many of the largest eigenvalues (the headline: the top one)
+TRACE = ARGS[:1] == ["trace"]  # the trace bench instead (on the MLP)
+MODEL = "mlp" if TRACE or not ARGS else ARGS[0]  # "mlp" (the hessian chapter's quick model, default) or "cnn"
+TOP = int(ARGS[1]) if len(ARGS) > 1 and not TRACE else 1  # how many of the largest eigenvalues (headline: the top one)
 TARGET = 1e-3  # relative error of each wanted eigenvalue against the float64 reference
 REPEATS = 5
 SEEDS = (0, 1, 2)  # start vectors: a setting must reach the target from each; a timed call runs all three
@@ -282,6 +292,120 @@ def compare(model: nn.Module, x: torch.Tensor, y: torch.Tensor, k: int) -> tuple
     return min(t / ours for t in peers.values()), peers["pyhessian"] / ours
 
 
+TRACE_TARGET = 0.05  # root-mean-square relative error of the trace over the seeds
+TRACE_SEEDS = tuple(range(12))
+PROBES = [6 * 2 ** i for i in range(9)]  # Hessian-vector products: 6 ... 1536
+
+
+def gauss_newton_trace(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = 20) -> float:
+    """tr(H) of the mean cross-entropy of a ReLU MLP over (x, y), in float64 (see the module docstring):
+    mean_n sum_cc' S_n[c, c'] <J_nc, J_nc'>, S_n = diag(p_n) - p_n p_n^T. x (N, ...), y (N,)."""
+    from torch.func import functional_call, jacrev, vmap
+
+    kinds = {type(m) for m in model.modules()} - {type(model), nn.Sequential}
+    if not kinds <= {nn.Flatten, nn.Linear, nn.ReLU}:
+        raise SystemExit(f"the exact trace needs a ReLU MLP, got layers {sorted(k.__name__ for k in kinds)}")
+    net = copy.deepcopy(model).double().eval()
+    params = {k: v.detach() for k, v in net.named_parameters()}
+
+    def logits(p: dict, xi: torch.Tensor) -> torch.Tensor:
+        return functional_call(net, p, (xi[None],))[0]  # (C,)
+
+    total = torch.zeros((), dtype=torch.float64)
+    for xb in x.double().split(chunk):
+        jac = vmap(jacrev(logits), in_dims=(None, 0))(params, xb)  # name -> (b, C, *shape)
+        gram = sum(j.flatten(2) @ j.flatten(2).transpose(1, 2) for j in jac.values())  # (b, C, C)
+        prob = torch.softmax(functional_call(net, params, (xb,)), dim=1)  # (b, C)
+        s_mat = torch.diag_embed(prob) - prob[:, :, None] * prob[:, None, :]
+        total += (s_mat * gram).sum()
+    return total.item() / len(x)
+
+
+def check_gauss_newton_trace() -> None:
+    """The exact-trace formula against the trace of a dense float64 Hessian, on a tiny ReLU MLP."""
+    g = torch.Generator().manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 3)).double()
+    x, y = torch.randn(40, 5, generator=g, dtype=torch.float64), torch.randint(0, 3, (40,), generator=g)
+    shapes = [p.shape for p in net.parameters()]
+    flat = torch.cat([p.detach().flatten() for p in net.parameters()])
+
+    def loss(w: torch.Tensor) -> torch.Tensor:
+        parts, i = [], 0
+        for sh in shapes:
+            parts.append(w[i:i + sh.numel()].view(sh))
+            i += sh.numel()
+        h = torch.relu(x @ parts[0].T + parts[1])
+        return nn.functional.cross_entropy(h @ parts[2].T + parts[3], y)
+
+    dense = torch.autograd.functional.hessian(loss, flat).diagonal().sum().item()
+    ours = gauss_newton_trace(net, x, y)
+    if not abs(ours - dense) <= 1e-10 * abs(dense):
+        raise SystemExit(f"the exact trace formula disagrees with a dense Hessian: {ours} vs {dense}")
+
+
+def trace_methods(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[tuple[str, Callable[[int, int], float]]]:
+    """(name, run(hvps, seed) -> estimate) of every trace method, each building its own operator per call."""
+    import hessian_eigenthings as he
+    from pyhessian import hessian as pyh_hessian
+
+    def ours(m: int, seed: int) -> float:
+        return hessian.trace(model, (x, y), tol=0.0, min_probes=m, max_probes=m, block=min(m, 16),
+                             generator=torch.Generator().manual_seed(seed)).value
+
+    def pyhessian_trace(m: int, seed: int) -> float:
+        torch.manual_seed(seed)  # PyHessian draws its probes from the global generator
+        try:
+            comp = pyh_hessian(model, nn.CrossEntropyLoss(), data=(x, y), cuda=False)
+            return float(np.mean(comp.trace(maxIter=m, tol=0.0)))  # tol 0: exactly maxIter probes
+        finally:
+            model.zero_grad(set_to_none=True)
+
+    def eigenthings(method: str) -> Callable[[int, int], float]:
+        def run(m: int, seed: int) -> float:
+            op = he.HessianOperator(model, [(x, y)], he.supervised_loss(nn.CrossEntropyLoss()))
+            return he.trace(op, num_matvecs=m, method=method, seed=seed).estimate
+        return run
+
+    return [("genlens Hutchinson (blocks of 16)", ours), ("pyhessian Hutchinson", pyhessian_trace),
+            ("hessian-eigenthings Hutchinson", eigenthings("hutchinson")),
+            ("hessian-eigenthings Hutch++", eigenthings("hutch++"))]
+
+
+def trace_bench(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Print the equal-accuracy trace table; return min over the peers of (peer time / genlens time)."""
+    check_gauss_newton_trace()
+    ref = gauss_newton_trace(model, x, y)
+    methods = trace_methods(model, x, y)
+    needed = []
+    for name, run in methods:
+        run(PROBES[0], 0)  # warm-up
+        for m in PROBES:
+            errors = torch.tensor([(run(m, s) - ref) / ref for s in TRACE_SEEDS], dtype=torch.float64)
+            rms = errors.square().mean().sqrt().item()
+            if rms <= TRACE_TARGET:
+                break
+        needed.append((m, rms, rms <= TRACE_TARGET))
+    best = [math.inf] * len(methods)
+    for r in range(REPEATS):  # interleaved, shuffled: each timed call is one estimate at its needed HVPs
+        order = list(range(len(methods)))
+        random.Random(r).shuffle(order)
+        for i in order:
+            t0 = time.perf_counter()
+            methods[i][1](needed[i][0], 100 + r)
+            best[i] = min(best[i], time.perf_counter() - t0)
+    print(f"\ntrace: exact {ref:.6f} (Gauss-Newton trace of the ReLU MLP, float64, checked against a dense "
+          f"Hessian); target: RMS relative error <= {TRACE_TARGET:g} over {len(TRACE_SEEDS)} seeds")
+    print(f"{'method':38s} {'HVPs':>5s} {'RMS error':>10s} {'time (s)':>9s}")
+    for (name, _), (m, rms, reached), t in zip(methods, needed, best):
+        print(f"{name:38s} {m:5d} {rms:10.3f} {t:9.3f}{'' if reached else '  (target not reached)'}")
+    if not needed[0][2]:
+        raise SystemExit("genlens did not reach the target error")
+    ratios = {name: t / best[0] for (name, _), (_, _, ok), t in zip(methods[1:], needed[1:], best[1:]) if ok}
+    for name, ratio in ratios.items():
+        print(f"ratio {name} / genlens: {ratio:.2f}")
+    return min(ratios.values())
+
+
 def main() -> None:
     torch.manual_seed(0)
     images = data.load("mnist5k", "cpu")
@@ -294,7 +418,7 @@ def main() -> None:
     x, y = images.x_train[:1000], images.y_train[:1000]
     print(f"model: {MODEL}, {len(x)} MNIST samples, {sum(p.numel() for p in model.parameters())} parameters, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    headline, _ = compare(model, x, y, TOP)
+    headline = trace_bench(model, x, y) if TRACE else compare(model, x, y, TOP)[0]
     print(f"speedup: {headline:.2f}")
 
 
